@@ -1,0 +1,1 @@
+"""Pure scheduling policies: model, queue order, quotas, fair-share, placement, preemption."""
