@@ -1,0 +1,177 @@
+# Copyright (c) gpunas.platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Disk safety probe and device-name resolution shared by the storage modules.
+
+The parsers are pure functions over the text the tools print; ``probe_disk`` is the only
+part that runs commands. A disk is "in use" when any probe finds something on it, and the
+findings are worded so a refusal can name the disk and what was found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+BY_ID_DIR = '/dev/disk/by-id'
+SYSFS_BLOCK = '/sys/class/block'
+
+LSBLK_COLUMNS = 'NAME,PATH,TYPE,FSTYPE,LABEL,PTTYPE,MOUNTPOINT'
+
+
+class CommandRunner:
+    """Run one CLI with ``LC_ALL=C``; remember the commands that changed something."""
+
+    def __init__(self, module):
+        self.module = module
+        self.commands = []
+
+    def run(self, argv, ok_rcs=(0,), changes=False):
+        if changes:
+            self.commands.append(' '.join(argv))
+        rc, out, err = self.module.run_command(argv, environ_update={'LC_ALL': 'C', 'LANG': 'C'})
+        if ok_rcs is not None and rc not in ok_rcs:
+            self.module.fail_json(
+                msg=f"Command {' '.join(argv)} failed with rc {rc}: {(err or out).strip()}",
+                rc=rc, stdout=out, stderr=err, commands=self.commands)
+        return rc, out, err
+
+
+def parse_key_values(text):
+    """Parse ``KEY=value`` lines (``blkid -o export``, ``mdadm --export``)."""
+    result = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition('=')
+        if sep and key.strip():
+            result[key.strip()] = value.strip()
+    return result
+
+
+def parse_lsblk(text):
+    """Flatten ``lsblk --json`` output into a list of device dicts, children after parents."""
+    devices = []
+
+    def walk(nodes, parent):
+        for node in nodes:
+            entry = {key: node.get(key) for key in ('name', 'path', 'type', 'fstype', 'label', 'pttype', 'mountpoint')}
+            entry['parent'] = parent
+            devices.append(entry)
+            walk(node.get('children') or [], node.get('name'))
+
+    walk(json.loads(text).get('blockdevices') or [], None)
+    return devices
+
+
+def parse_wipefs(text):
+    """Signatures listed by ``wipefs --no-act --json`` as ``(type, offset)`` pairs."""
+    if not text.strip():
+        return []
+    return [(sig.get('type'), sig.get('offset')) for sig in json.loads(text).get('signatures') or []]
+
+
+def parse_zdb_labels(text):
+    """Pool names found in ``zdb -l`` output (an empty list when no label unpacked)."""
+    names = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith('name:'):
+            name = stripped.split(':', 1)[1].strip().strip("'")
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def assess(lsblk_devices, blkid, wipefs_signatures, md_examine, zdb_pools, holders):
+    """Return a list of human-readable reasons why a disk must not be overwritten.
+
+    Every argument is the parsed output of one probe; an empty list means the disk looks blank.
+    """
+    findings = []
+    disk = lsblk_devices[0] if lsblk_devices else {}
+    pttype = disk.get('pttype') or blkid.get('PTTYPE')
+    if pttype:
+        findings.append(f'partition table ({pttype})')
+    fstype = disk.get('fstype') or blkid.get('TYPE')
+    if fstype:
+        label = disk.get('label') or blkid.get('LABEL')
+        findings.append('{} signature{}'.format(fstype, f" (label '{label}')" if label else ''))
+    if disk.get('mountpoint'):
+        findings.append('mounted at {}'.format(disk['mountpoint']))
+    for child in lsblk_devices[1:]:
+        what = child.get('type') or 'device'
+        detail = []
+        if child.get('fstype'):
+            detail.append(child['fstype'] + (" '{}'".format(child['label']) if child.get('label') else ''))
+        if child.get('mountpoint'):
+            detail.append('mounted at {}'.format(child['mountpoint']))
+        findings.append('{} {}{}'.format(what, child.get('name'), ' ({})'.format(', '.join(detail)) if detail else ''))
+    known = {(fstype or '').lower(), (pttype or '').lower()}
+    for sig_type, offset in wipefs_signatures:
+        if sig_type and sig_type.lower() not in known:
+            findings.append(f'{sig_type} signature at offset {offset}')
+            known.add(sig_type.lower())
+    if md_examine:
+        name = md_examine.get('MD_NAME') or md_examine.get('MD_UUID') or 'unknown'
+        findings.append('md superblock (array {}, {})'.format(name, md_examine.get('MD_LEVEL', 'unknown level')))
+    for pool in zdb_pools:
+        findings.append(f"ZFS label (pool '{pool}')")
+    for holder in holders:
+        findings.append(f'held by {holder}')
+    return findings
+
+
+def holders_of(dev, sysfs_root=None):
+    """Kernel devices stacked on ``dev`` (md arrays, device-mapper) from sysfs."""
+    path = os.path.join(sysfs_root or SYSFS_BLOCK, os.path.basename(os.path.realpath(dev)), 'holders')
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def probe_disk(runner, bins, dev):
+    """Run every probe on ``dev`` and return the list of findings (empty: safe to use).
+
+    ``bins`` maps tool names (lsblk, blkid, wipefs, mdadm, zdb) to paths; mdadm and zdb may be
+    None when not installed, and their probes are then skipped.
+    """
+    _rc, out, _err = runner.run([bins['lsblk'], '--json', '--bytes', '--output', LSBLK_COLUMNS, dev])
+    lsblk_devices = parse_lsblk(out)
+    rc, out, _err = runner.run([bins['blkid'], '-p', '-o', 'export', dev], ok_rcs=(0, 2))
+    blkid = parse_key_values(out) if rc == 0 else {}
+    _rc, out, _err = runner.run([bins['wipefs'], '--no-act', '--json', dev])
+    signatures = parse_wipefs(out)
+    md_examine = {}
+    if bins.get('mdadm'):
+        rc, out, _err = runner.run([bins['mdadm'], '--examine', '--export', dev], ok_rcs=(0, 1))
+        md_examine = parse_key_values(out) if rc == 0 else {}
+    zdb_pools = []
+    if bins.get('zdb'):
+        rc, out, _err = runner.run([bins['zdb'], '-l', dev], ok_rcs=None)
+        zdb_pools = parse_zdb_labels(out) if rc == 0 else []
+    return assess(lsblk_devices, blkid, signatures, md_examine, zdb_pools, holders_of(dev))
+
+
+def expand(name, by_id_dir=None):
+    """Absolute path of a disk given as ``/dev/...``, a ``by-id`` name or a short name (``vdb``)."""
+    if name.startswith('/'):
+        return name
+    candidate = os.path.join(by_id_dir or BY_ID_DIR, name)
+    return candidate if os.path.lexists(candidate) else os.path.join('/dev', name)
+
+
+def resolve(name, by_id_dir=None):
+    """Real kernel path of a disk name (links followed, e.g. ``virtio-disk0`` -> ``/dev/vdb``)."""
+    return os.path.realpath(expand(name, by_id_dir))
+
+
+def missing_disks(names, by_id_dir=None):
+    """Names from ``names`` that have no device node or link."""
+    return [name for name in names if not os.path.lexists(expand(name, by_id_dir))]
+
+
+def parent_disk(dev, sysfs_root=None):
+    """Whole disk holding partition ``dev`` (``/dev/vdb1`` -> ``/dev/vdb``), or None for a disk."""
+    node = os.path.join(sysfs_root or SYSFS_BLOCK, os.path.basename(dev))
+    if not os.path.exists(os.path.join(node, 'partition')):
+        return None
+    return os.path.join(os.path.dirname(dev), os.path.basename(os.path.dirname(os.path.realpath(node))))
