@@ -1,1 +1,10 @@
-"""Pure scheduling policies: model, queue order, quotas, fair-share, placement, preemption."""
+"""Pure scheduling policies: model, queue order, quotas, fair-share, placement, preemption.
+
+``schedule`` is the one entry point for a scheduling pass; ``plan`` runs the same pass against a
+``ClusterState`` kept between passes (the simulator's path).
+"""
+
+from .cluster import ClusterState, runtime_limit
+from .schedule import plan, schedule
+
+__all__ = ["ClusterState", "plan", "runtime_limit", "schedule"]

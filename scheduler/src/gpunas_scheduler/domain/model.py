@@ -311,7 +311,6 @@ class Placement(enum.StrEnum):
 
     PACKING_SCORE = "packing_score"
     BEST_FIT = "best_fit"
-    FIRST_FIT = "first_fit"
 
 
 DEFAULT_MAX_RUNTIME_S: dict[JobClass, float] = {JobClass.TRAINING: 24 * 3600.0}
@@ -345,8 +344,10 @@ class Policy:
 
     @classmethod
     def fifo(cls) -> Policy:
-        return cls(ordering=Ordering.FIFO, placement=Placement.FIRST_FIT, backfill=False, preemption=False)
+        """Baseline: one FIFO queue, stops at the first job that does not fit, no preemption."""
+        return cls(ordering=Ordering.FIFO, placement=Placement.BEST_FIT, backfill=False, preemption=False)
 
     @classmethod
     def best_fit(cls) -> Policy:
+        """Baseline: FIFO order with backfill and best-fit packing, no classes, no fair-share."""
         return cls(ordering=Ordering.FIFO, placement=Placement.BEST_FIT, backfill=True, preemption=False)

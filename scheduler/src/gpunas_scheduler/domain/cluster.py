@@ -1,0 +1,503 @@
+"""Free-capacity bookkeeping and placement.
+
+``ClusterState`` holds what is free on every node and GPU, indexed so that one placement costs
+about O(log n): whole GPUs by (node, NVLink group) buckets of free-GPU count, fractional shares in
+a list sorted by remaining share, MIG instances and vGPU slots by profile. Allocation rules:
+
+* a request only draws from its pool (whole GPUs, MIG instance, vGPU slot, time-slice share);
+* GPU memory is never overcommitted; node memory is not overcommitted, CPU up to
+  ``Policy.cpu_overcommit``;
+* GPUs at or above ``Policy.max_utilization`` take no new work;
+* multi-GPU requests stay inside one NVLink group of one node (GPUs without a group form a
+  per-node PCIe group that multi-GPU requests use only when ``strict_nvlink`` is off);
+* replicas of one service go to different nodes;
+* among fitting candidates the policy picks best fit (fewest free GPUs left in the group, least
+  share left on the GPU); ties go to the design score 0.6 x free-memory ratio + 0.4 x idle ratio
+  (``PACKING_SCORE``) or to node order (``BEST_FIT``).
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .model import (
+    Allocation,
+    Gpu,
+    GpuMode,
+    GpuSlice,
+    Job,
+    JobState,
+    Node,
+    Placement,
+    Policy,
+    Pool,
+    ResourceRequest,
+)
+
+PCIE_GROUP = -1
+
+
+def runtime_limit(job: Job, policy: Policy) -> float | None:
+    """Run time after which a job is checkpointed and requeued (the tighter of job and class limit)."""
+    limits = [x for x in (job.max_runtime_s, policy.max_runtime_s.get(job.job_class)) if x is not None]
+    return min(limits) if limits else None
+
+
+class GpuState:
+    __slots__ = (
+        "free_memory",
+        "free_mig",
+        "free_share",
+        "free_vgpu",
+        "gpu",
+        "group",
+        "node",
+        "order",
+        "share_key",
+        "usable",
+    )
+
+    def __init__(self, node: NodeState, gpu: Gpu, order: int, usable: bool) -> None:
+        self.node = node
+        self.gpu = gpu
+        self.order = order
+        self.usable = usable
+        self.free_memory = gpu.memory_mib
+        self.free_share = 1000
+        self.free_mig: dict[str, list[str]] = {}
+        for inst in gpu.mig_instances:
+            self.free_mig.setdefault(inst.profile, []).append(inst.id)
+        slots = gpu.vgpu_profile.max_instances if gpu.vgpu_profile is not None else 0
+        self.free_vgpu: list[int] = list(range(slots))
+        self.group: GroupState | None = None
+        self.share_key: tuple[float, ...] | None = None
+
+    def score(self, policy: Policy) -> float:
+        mem = self.gpu.memory_mib
+        free_ratio = self.free_memory / mem if mem > 0 else 0.0
+        return policy.score_free_memory_weight * free_ratio + policy.score_idle_weight * (1.0 - self.gpu.utilization)
+
+    @property
+    def whole_free(self) -> bool:
+        return self.free_share == 1000 and self.free_memory == self.gpu.memory_mib
+
+
+class GroupState:
+    __slots__ = ("free", "key", "node", "order", "version")
+
+    def __init__(self, node: NodeState, key: int, order: int) -> None:
+        self.node = node
+        self.key = key
+        self.order = order
+        self.free: list[GpuState] = []
+        self.version = 0
+
+
+class NodeState:
+    __slots__ = ("free_cpu", "free_memory", "gpus", "groups", "jobs", "node", "order", "services")
+
+    def __init__(self, node: Node, order: int, cpu_overcommit: float) -> None:
+        self.node = node
+        self.order = order
+        self.free_cpu = int(node.cpu_milli * cpu_overcommit)
+        self.free_memory = node.memory_mib
+        self.gpus: dict[int, GpuState] = {}
+        self.groups: dict[int, GroupState] = {}
+        self.jobs: dict[str, Job] = {}
+        self.services: dict[str, int] = {}
+
+
+def _share_sort_key(entry: tuple[tuple[float, ...], int, GpuState]) -> tuple[tuple[float, ...], int]:
+    return (entry[0], entry[1])
+
+
+def _share_free(entry: tuple[tuple[float, ...], int, GpuState]) -> float:
+    return entry[0][0]
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    gpu: GpuState
+    slot: str | int | None
+
+
+class ClusterState:
+    """Free capacity of the cluster, updated by ``allocate`` and ``release``."""
+
+    def __init__(self, nodes: Iterable[Node], running: Iterable[Job], policy: Policy) -> None:
+        self.policy = policy
+        self.nodes: dict[str, NodeState] = {}
+        self.running: dict[str, Job] = {}
+        self.allocations: dict[str, Allocation] = {}
+        self.preempting: dict[str, float] = {}
+        self.tenant_units: dict[str, float] = {}
+        self.deadlines: list[tuple[float, str, float]] = []
+        self._buckets: dict[int, list[tuple[tuple[float, ...], int, int, GroupState]]] = {}
+        self._max_bucket = 0
+        self._share: list[tuple[tuple[float, ...], int, GpuState]] = []
+        self._mig: dict[str, dict[int, GpuState]] = {}
+        self._vgpu: dict[str, dict[int, GpuState]] = {}
+        self._seq = 0
+        gpu_order = 0
+        group_order = 0
+        for n_order, node in enumerate(nodes):
+            ns = NodeState(node, n_order, policy.cpu_overcommit)
+            self.nodes[node.name] = ns
+            usable_node = node.schedulable
+            for gpu in node.gpus:
+                usable = usable_node and gpu.utilization < policy.max_utilization
+                gs = GpuState(ns, gpu, gpu_order, usable)
+                gpu_order += 1
+                ns.gpus[gpu.index] = gs
+                if gpu.mode is GpuMode.WHOLE:
+                    key = gpu.nvlink_group if gpu.nvlink_group is not None else PCIE_GROUP
+                    group = ns.groups.get(key)
+                    if group is None:
+                        group = GroupState(ns, key, group_order)
+                        group_order += 1
+                        ns.groups[key] = group
+                    gs.group = group
+        for job in running:
+            if job.allocation is not None and job.allocation.node in self.nodes:
+                self._take(job, job.allocation)
+                if job.state is JobState.PREEMPTING and job.preempt_deadline is not None:
+                    self.preempting[job.id] = job.preempt_deadline
+        for ns in self.nodes.values():
+            for group in ns.groups.values():
+                group.free = [g for g in ns.gpus.values() if g.group is group and g.usable and g.whole_free]
+                self._push_group(group)
+        for ns in self.nodes.values():
+            for gs in ns.gpus.values():
+                if self._share_eligible(gs):
+                    gs.share_key = self._share_key(gs)
+                    self._share.append((gs.share_key, gs.order, gs))
+                self._index_profiles(gs)
+        self._share.sort(key=_share_sort_key)
+
+    # ----------------------------------------------------------------- indexes
+    def _group_key(self, group: GroupState) -> tuple[float, ...]:
+        if self.policy.placement is Placement.PACKING_SCORE and group.free:
+            mean = sum(g.score(self.policy) for g in group.free) / len(group.free)
+            return (-mean, float(group.order))
+        return (float(group.order),)
+
+    def _push_group(self, group: GroupState) -> None:
+        group.version += 1
+        n = len(group.free)
+        if n == 0:
+            return
+        bucket = self._buckets.setdefault(n, [])
+        self._max_bucket = max(self._max_bucket, n)
+        heapq.heappush(bucket, (self._group_key(group), group.version, group.order, group))
+
+    def _share_eligible(self, gs: GpuState) -> bool:
+        if not gs.usable or gs.free_share <= 0:
+            return False
+        if gs.gpu.mode is GpuMode.SHARED:
+            return True
+        return gs.gpu.mode is GpuMode.WHOLE and self.policy.shares_on_whole_gpus
+
+    def _share_key(self, gs: GpuState) -> tuple[float, ...]:
+        if self.policy.placement is Placement.PACKING_SCORE:
+            group_free = len(gs.group.free) if gs.group is not None else 0
+            return (float(gs.free_share), float(group_free), -round(gs.score(self.policy), 6))
+        return (float(gs.free_share),)
+
+    def _index_gpu(self, gs: GpuState) -> None:
+        if gs.share_key is not None:
+            i = bisect.bisect_left(self._share, (gs.share_key, gs.order), key=_share_sort_key)
+            while self._share[i][2] is not gs:
+                i += 1
+            del self._share[i]
+            gs.share_key = None
+        if self._share_eligible(gs):
+            gs.share_key = self._share_key(gs)
+            bisect.insort(self._share, (gs.share_key, gs.order, gs), key=_share_sort_key)
+        self._index_profiles(gs)
+
+    def _index_profiles(self, gs: GpuState) -> None:
+        if gs.usable:
+            for profile, free in gs.free_mig.items():
+                if free:
+                    self._mig.setdefault(profile, {})[gs.order] = gs
+                else:
+                    self._mig.get(profile, {}).pop(gs.order, None)
+            if gs.gpu.vgpu_profile is not None:
+                name = gs.gpu.vgpu_profile.name
+                if gs.free_vgpu:
+                    self._vgpu.setdefault(name, {})[gs.order] = gs
+                else:
+                    self._vgpu.get(name, {}).pop(gs.order, None)
+
+    def _refresh_group(self, group: GroupState) -> None:
+        free = [g for g in group.node.gpus.values() if g.group is group and g.usable and g.whole_free]
+        group.free = free
+        self._push_group(group)
+        if self.policy.placement is Placement.PACKING_SCORE and self.policy.shares_on_whole_gpus:
+            for g in group.node.gpus.values():
+                if g.group is group and g.share_key is not None:
+                    self._index_gpu(g)
+
+    # ------------------------------------------------------------ bookkeeping
+    def _take(self, job: Job, alloc: Allocation, sign: int = 1, started_at: float | None = None) -> None:
+        ns = self.nodes[alloc.node]
+        ns.free_cpu -= sign * alloc.cpu_milli
+        ns.free_memory -= sign * alloc.memory_mib
+        self.tenant_units[job.tenant] = self.tenant_units.get(job.tenant, 0.0) + sign * alloc.gpu_units
+        if sign > 0:
+            ns.jobs[job.id] = job
+            self.running[job.id] = job
+            self.allocations[job.id] = alloc
+            started = started_at if started_at is not None else job.started_at or 0.0
+            limit = runtime_limit(job, self.policy)
+            if limit is not None:
+                heapq.heappush(self.deadlines, (started + limit, job.id, started))
+            if job.service is not None:
+                ns.services[job.service] = ns.services.get(job.service, 0) + 1
+        else:
+            ns.jobs.pop(job.id, None)
+            self.running.pop(job.id, None)
+            self.allocations.pop(job.id, None)
+            self.preempting.pop(job.id, None)
+            if job.service is not None:
+                left = ns.services.get(job.service, 0) - 1
+                if left > 0:
+                    ns.services[job.service] = left
+                else:
+                    ns.services.pop(job.service, None)
+        for sl in alloc.slices:
+            gs = ns.gpus.get(sl.gpu)
+            if gs is None:
+                continue
+            gs.free_memory -= sign * sl.memory_mib
+            gs.free_share -= sign * sl.share_milli
+            if sl.mig_instance is not None:
+                profile = next(i.profile for i in gs.gpu.mig_instances if i.id == sl.mig_instance)
+                if sign > 0:
+                    gs.free_mig[profile].remove(sl.mig_instance)
+                else:
+                    gs.free_mig[profile].append(sl.mig_instance)
+            if sl.vgpu_slot is not None:
+                if sign > 0:
+                    gs.free_vgpu.remove(sl.vgpu_slot)
+                else:
+                    gs.free_vgpu.append(sl.vgpu_slot)
+
+    def allocate(self, job: Job, alloc: Allocation, started_at: float) -> None:
+        """Record that ``job`` holds ``alloc`` from ``started_at`` on."""
+        self._take(job, alloc, started_at=started_at)
+        self._reindex(alloc)
+
+    def release(self, job_id: str) -> None:
+        """Return the resources of a job that stopped."""
+        job = self.running.get(job_id)
+        alloc = self.allocations.get(job_id)
+        if job is None or alloc is None:
+            return
+        self._take(job, alloc, sign=-1)
+        self._reindex(alloc)
+
+    def _reindex(self, alloc: Allocation) -> None:
+        ns = self.nodes[alloc.node]
+        groups: set[int] = set()
+        for sl in alloc.slices:
+            gs = ns.gpus.get(sl.gpu)
+            if gs is None:
+                continue
+            self._index_gpu(gs)
+            if gs.group is not None:
+                groups.add(gs.group.key)
+        for key in groups:
+            self._refresh_group(ns.groups[key])
+
+    # --------------------------------------------------------------- queries
+    def free_gpu_units(self) -> float:
+        return sum(gs.free_share for ns in self.nodes.values() for gs in ns.gpus.values() if gs.usable) / 1000.0
+
+    def _node_fits(self, ns: NodeState, job: Job) -> bool:
+        req = job.request
+        if ns.free_cpu < req.cpu_milli or ns.free_memory < req.memory_mib:
+            return False
+        return job.service is None or job.service not in ns.services
+
+    def find(self, job: Job) -> Allocation | None:
+        """Best allocation for ``job`` under the policy, or None when nothing fits now."""
+        pool = job.request.pool
+        if pool is Pool.WHOLE:
+            return self._find_whole(job)
+        if pool is Pool.SHARE:
+            return self._find_share(job)
+        if pool is Pool.MIG:
+            return self._find_profiled(job, self._mig.get(job.request.mig_profile or "", {}), mig=True)
+        if pool is Pool.VGPU:
+            return self._find_profiled(job, self._vgpu.get(job.request.vgpu_profile or "", {}), mig=False)
+        return self._find_cpu_only(job)
+
+    def _alloc(self, ns: NodeState, req: ResourceRequest, slices: list[GpuSlice]) -> Allocation:
+        return Allocation(ns.node.name, tuple(slices), req.cpu_milli, req.memory_mib)
+
+    def _find_whole(self, job: Job) -> Allocation | None:
+        req = job.request
+        need = req.gpus
+        need_mem = req.gpu_memory_mib or 0
+        strict = self.policy.strict_nvlink and need > 1
+        by_score = self.policy.placement is Placement.PACKING_SCORE
+        for size in range(need, self._max_bucket + 1):
+            heap = self._buckets.get(size)
+            if not heap:
+                continue
+            skipped: list[tuple[tuple[float, ...], int, int, GroupState]] = []
+            found: Allocation | None = None
+            while heap:
+                entry = heap[0]
+                group = entry[3]
+                if entry[1] != group.version:
+                    heapq.heappop(heap)
+                    continue
+                ok = not (strict and group.key == PCIE_GROUP) and self._node_fits(group.node, job)
+                if ok:
+                    fitting = [g for g in group.free if g.gpu.memory_mib >= need_mem]
+                    if len(fitting) >= need:
+                        if by_score:
+                            fitting.sort(key=lambda g: (-g.score(self.policy), g.order))
+                        slices = [GpuSlice(g.gpu.index, g.gpu.memory_mib) for g in fitting[:need]]
+                        found = self._alloc(group.node, req, slices)
+                        break
+                skipped.append(heapq.heappop(heap))
+            for entry in skipped:
+                heapq.heappush(heap, entry)
+            if found is not None:
+                return found
+        return None
+
+    def _share_memory(self, gs: GpuState, req: ResourceRequest) -> int:
+        if req.gpu_memory_mib is not None:
+            return req.gpu_memory_mib
+        return (gs.gpu.memory_mib * (req.gpu_share_milli or 0) + 999) // 1000
+
+    def _find_share(self, job: Job) -> Allocation | None:
+        req = job.request
+        share = req.gpu_share_milli or 0
+        i = bisect.bisect_left(self._share, float(share), key=_share_free)
+        for _key, _order, gs in self._share[i:]:
+            mem = self._share_memory(gs, req)
+            if gs.free_memory >= mem and self._node_fits(gs.node, job):
+                return self._alloc(gs.node, req, [GpuSlice(gs.gpu.index, mem, share)])
+        return None
+
+    def _find_profiled(self, job: Job, candidates: dict[int, GpuState], mig: bool) -> Allocation | None:
+        req = job.request
+        best: tuple[tuple[float, ...], _Candidate] | None = None
+        for gs in candidates.values():
+            if not self._node_fits(gs.node, job):
+                continue
+            if mig:
+                free_ids = gs.free_mig.get(req.mig_profile or "", [])
+                if not free_ids:
+                    continue
+                remaining = sum(len(v) for v in gs.free_mig.values())
+                slot: str | int = free_ids[0]
+            else:
+                if not gs.free_vgpu:
+                    continue
+                remaining = len(gs.free_vgpu)
+                slot = min(gs.free_vgpu)
+            if self.policy.placement is Placement.PACKING_SCORE:
+                key: tuple[float, ...] = (float(remaining), -gs.score(self.policy), float(gs.order))
+            else:
+                key = (float(remaining), float(gs.order))
+            if best is None or key < best[0]:
+                best = (key, _Candidate(gs, slot))
+        if best is None:
+            return None
+        cand = best[1]
+        gs = cand.gpu
+        if mig:
+            inst = next(i for i in gs.gpu.mig_instances if i.id == cand.slot)
+            sl = GpuSlice(gs.gpu.index, inst.memory_mib, 0, mig_instance=inst.id)
+        else:
+            profile = gs.gpu.vgpu_profile
+            mem = profile.memory_mib if profile is not None else 0
+            sl = GpuSlice(gs.gpu.index, mem, 0, vgpu_slot=int(cand.slot) if cand.slot is not None else None)
+        return self._alloc(gs.node, req, [sl])
+
+    def _find_cpu_only(self, job: Job) -> Allocation | None:
+        for ns in self.nodes.values():
+            if ns.node.schedulable and self._node_fits(ns, job):
+                return self._alloc(ns, job.request, [])
+        return None
+
+    # ------------------------------------------------------ hypothetical fit
+    def fits_after_release(self, job: Job, ns: NodeState, victims: Iterable[Job]) -> bool:
+        """Whether ``job`` would fit on ``ns`` once ``victims`` (running there) released."""
+        if not ns.node.schedulable:
+            return False
+        req = job.request
+        freed_share: dict[int, int] = {}
+        freed_mem: dict[int, int] = {}
+        freed_mig: set[str] = set()
+        freed_vgpu: dict[int, int] = {}
+        cpu = ns.free_cpu
+        memory = ns.free_memory
+        victim_services: dict[str, int] = {}
+        for v in victims:
+            alloc = self.allocations.get(v.id)
+            if alloc is None:
+                continue
+            cpu += alloc.cpu_milli
+            memory += alloc.memory_mib
+            if v.service is not None:
+                victim_services[v.service] = victim_services.get(v.service, 0) + 1
+            for sl in alloc.slices:
+                freed_share[sl.gpu] = freed_share.get(sl.gpu, 0) + sl.share_milli
+                freed_mem[sl.gpu] = freed_mem.get(sl.gpu, 0) + sl.memory_mib
+                if sl.mig_instance is not None:
+                    freed_mig.add(sl.mig_instance)
+                if sl.vgpu_slot is not None:
+                    freed_vgpu[sl.gpu] = freed_vgpu.get(sl.gpu, 0) + 1
+        if cpu < req.cpu_milli or memory < req.memory_mib:
+            return False
+        if job.service is not None and ns.services.get(job.service, 0) > victim_services.get(job.service, 0):
+            return False
+        pool = req.pool
+        for gs in ns.gpus.values():
+            if not gs.usable:
+                continue
+            share = gs.free_share + freed_share.get(gs.gpu.index, 0)
+            mem = gs.free_memory + freed_mem.get(gs.gpu.index, 0)
+            if pool is Pool.SHARE and self._share_eligible_mode(gs):
+                if share >= (req.gpu_share_milli or 0) and mem >= self._share_memory(gs, req):
+                    return True
+            elif pool is Pool.MIG:
+                ids = {i.id for i in gs.gpu.mig_instances if i.profile == req.mig_profile}
+                if set(gs.free_mig.get(req.mig_profile or "", [])) | (ids & freed_mig):
+                    return True
+            elif pool is Pool.VGPU:
+                profile = gs.gpu.vgpu_profile
+                free_slots = len(gs.free_vgpu) + freed_vgpu.get(gs.gpu.index, 0)
+                if profile is not None and profile.name == req.vgpu_profile and free_slots > 0:
+                    return True
+        if pool is Pool.WHOLE:
+            need_mem = req.gpu_memory_mib or 0
+            strict = self.policy.strict_nvlink and req.gpus > 1
+            for group in ns.groups.values():
+                if strict and group.key == PCIE_GROUP:
+                    continue
+                count = 0
+                for gs in ns.gpus.values():
+                    if gs.group is not group or not gs.usable or gs.gpu.memory_mib < need_mem:
+                        continue
+                    share = gs.free_share + freed_share.get(gs.gpu.index, 0)
+                    mem = gs.free_memory + freed_mem.get(gs.gpu.index, 0)
+                    if share == 1000 and mem == gs.gpu.memory_mib:
+                        count += 1
+                if count >= req.gpus:
+                    return True
+        return pool is Pool.NONE
+
+    def _share_eligible_mode(self, gs: GpuState) -> bool:
+        mode = gs.gpu.mode
+        return mode is GpuMode.SHARED or (mode is GpuMode.WHOLE and self.policy.shares_on_whole_gpus)
