@@ -1,0 +1,1 @@
+"""HTTP adapter: FastAPI application under ``/api/v1``."""

@@ -1,0 +1,426 @@
+"""FastAPI application: REST under ``/api/v1``, health, readiness and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gpunas_scheduler import __version__
+from gpunas_scheduler.api import models as m
+from gpunas_scheduler.domain.model import JobClass, JobState
+from gpunas_scheduler.service.auth import Principal
+from gpunas_scheduler.service.core import SchedulerService, TenantUsageReport
+from gpunas_scheduler.service.errors import Forbidden, ServiceError
+from gpunas_scheduler.service.records import JobRecord, NodeRecord, Role, TenantRecord, TokenRecord, UserRecord
+
+_bearer = HTTPBearer(auto_error=False, description="API token: gpn_<id>_<secret>")
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": m.ValidationErrorOut, "description": "Invalid request; names the offending field"},
+    401: {"model": m.ErrorOut, "description": "Missing, unknown, expired or revoked token"},
+    403: {"model": m.ErrorOut, "description": "Authenticated but not allowed"},
+    404: {"model": m.ErrorOut, "description": "Not found (or not visible to this tenant)"},
+    409: {"model": m.ErrorOut, "description": "Conflicting state"},
+    413: {"model": m.ErrorOut, "description": "Request body too large"},
+    429: {"model": m.ErrorOut, "description": "Tenant quota exhausted"},
+}
+
+ReadyCheck = Callable[[], dict[str, Any]]
+
+
+def _principal(request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    service: SchedulerService = request.app.state.service
+    return service.admit(None if creds is None else creds.credentials)
+
+
+Auth = Annotated[Principal, Depends(_principal)]
+JobIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{22}$")]
+NamePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+TokenIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
+CredsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+class BodyLimit:
+    """ASGI middleware refusing request bodies above ``max_bytes`` with 413."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(
+        self, scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Any
+    ) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for k, v in scope.get("headers", ()):
+            if k == b"content-length":
+                try:
+                    too_big = int(v) > self.max_bytes
+                except ValueError:
+                    too_big = True
+                if too_big:
+                    await _too_large(send, self.max_bytes)
+                    return
+        seen = 0
+
+        async def limited() -> dict[str, Any]:
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(413, f"request body larger than {self.max_bytes} bytes")
+            return msg
+
+        await self.app(scope, limited, send)
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    body = m.ErrorOut(error=f"request body larger than {limit} bytes", field="body").model_dump_json().encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _class_name(value: int) -> str:
+    return JobClass(value).name.lower()
+
+
+def job_out(r: JobRecord) -> m.JobOut:
+    return m.JobOut(
+        id=r.id,
+        tenant=r.tenant,
+        user=r.user,
+        name=r.spec.get("name"),
+        job_class=_class_name(r.job_class),  # type: ignore[arg-type]
+        state=r.state,  # type: ignore[arg-type]
+        attempts=r.attempts,
+        node=r.node,
+        submitted_at=r.submitted_at,
+        started_at=r.started_at,
+        finished_at=r.finished_at,
+        last_checkpoint_at=r.last_checkpoint_at,
+        checkpoint_ref=r.checkpoint_ref,
+        preempt_deadline=r.preempt_deadline,
+        preempt_reason=r.preempt_reason,
+        reason=r.reason,
+        spec=r.spec,
+        allocation=r.allocation,
+    )
+
+
+def tenant_out(t: TenantRecord) -> m.TenantOut:
+    return m.TenantOut(
+        name=t.name,
+        fairshare_weight=t.fairshare_weight,
+        api_calls_per_day=t.api_calls_per_day,
+        gpu_hours_per_month=t.gpu_hours_per_month,
+        upload_bytes_per_month=t.upload_bytes_per_month,
+    )
+
+
+def user_out(u: UserRecord) -> m.UserOut:
+    return m.UserOut(name=u.name, role=str(u.role), tenant=u.tenant, created_at=u.created_at)  # type: ignore[arg-type]
+
+
+def token_out(t: TokenRecord) -> m.TokenOut:
+    return m.TokenOut(id=t.id, user=t.user, created_at=t.created_at, expires_at=t.expires_at, revoked_at=t.revoked_at)
+
+
+def _ratio(used: float, limit: float | None) -> float | None:
+    if limit is None:
+        return None
+    return used / limit if limit > 0 else 1.0
+
+
+def usage_out(u: TenantUsageReport) -> m.UsageOut:
+    t = u.tenant
+    return m.UsageOut(
+        tenant=tenant_out(t),
+        day=u.day,
+        month=u.month,
+        api_calls_today=u.api_calls_today,
+        gpu_hours_month=u.gpu_hours_month,
+        upload_bytes_month=u.upload_bytes_month,
+        decayed_gpu_hours=u.decayed_gpu_hours,
+        ratios={
+            "api_calls_per_day": _ratio(u.api_calls_today, t.api_calls_per_day),
+            "gpu_hours_per_month": _ratio(u.gpu_hours_month, t.gpu_hours_per_month),
+            "upload_bytes_per_month": _ratio(u.upload_bytes_month, t.upload_bytes_per_month),
+        },
+        recent_events=[m.TenantEventOut(at=e.at, kind=e.kind, detail=e.detail) for e in u.warnings],
+    )
+
+
+def node_out(n: NodeRecord, jobs: list[JobRecord]) -> m.NodeOut:
+    units = 0.0
+    for j in jobs:
+        if j.allocation is not None:
+            units += sum(s.get("share_milli", 1000) for s in j.allocation.get("slices", [])) / 1000.0
+    return m.NodeOut(
+        name=n.name,
+        drained=n.drained,
+        down=n.down,
+        last_heartbeat=n.last_heartbeat,
+        registered_at=n.registered_at,
+        cpu_milli=int(n.spec.get("cpu_milli", 0)),
+        memory_mib=int(n.spec.get("memory_mib", 0)),
+        gpus=list(n.spec.get("gpus", [])),
+        allocated_gpu_units=units,
+        jobs=[j.id for j in jobs],
+    )
+
+
+def create_app(
+    service: SchedulerService,
+    *,
+    ready: ReadyCheck,
+    max_body_bytes: int = 65536,
+    metrics_public: bool = False,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+) -> FastAPI:
+    app = FastAPI(
+        title="gpunas scheduler",
+        version=__version__,
+        description="GPU job scheduler of the gpunas platform: queue, quotas, fair-share, preemption.",
+        lifespan=lifespan,
+    )
+    svc = service
+    app.state.service = service
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_req: Request, exc: ServiceError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(
+            m.ErrorOut(error=exc.message, field=exc.field).model_dump(), status_code=exc.status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = [
+            m.FieldError(field=".".join(str(p) for p in e.get("loc", ())), message=str(e.get("msg", "invalid")))
+            for e in exc.errors()
+        ]
+        body = m.ValidationErrorOut(error="invalid request: " + ", ".join(f.field for f in fields), fields=fields)
+        return JSONResponse(body.model_dump(), status_code=400)
+
+    @app.get("/healthz", response_model=m.Health, tags=["health"])
+    def healthz() -> m.Health:
+        return m.Health(status="ok")
+
+    @app.get("/readyz", response_model=m.Health, tags=["health"], responses={503: {"model": m.Health}})
+    def readyz() -> Any:
+        try:
+            detail = ready()
+        except Exception as exc:  # any failure means "not ready"; the reason goes to the caller
+            return JSONResponse(m.Health(status="unavailable", detail={"error": str(exc)}).model_dump(), 503)
+        return m.Health(status="ok", detail=detail)
+
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}, **ERRORS},
+    )
+    def metrics(creds: CredsDep) -> Response:
+        if not metrics_public:
+            p = svc.admit(None if creds is None else creds.credentials)
+            if not p.is_platform_admin:
+                raise Forbidden("platform admin role required for metrics")
+        return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    api = APIRouter(prefix="/api/v1", responses=ERRORS)
+
+    @api.get("/whoami", response_model=m.WhoAmI, tags=["auth"])
+    def whoami(p: Auth) -> m.WhoAmI:
+        return m.WhoAmI(user=p.user, role=str(p.role), tenant=p.tenant)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------ jobs
+    @api.post("/jobs", status_code=201, response_model=m.Submitted, tags=["jobs"])
+    async def submit(body: m.JobSubmit, p: Auth) -> m.Submitted:
+        spec = body.model_dump(exclude={"tenant"})
+        rec, fut = svc.submit(p, spec, body.tenant)
+        await asyncio.wrap_future(fut)
+        return m.Submitted(id=rec.id, tenant=rec.tenant, state="pending", submitted_at=rec.submitted_at)
+
+    @api.get("/jobs", response_model=m.JobList, tags=["jobs"])
+    def list_jobs(
+        p: Auth,
+        tenant: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")] = None,
+        state: Annotated[list[m.StateName] | None, Query(max_length=6)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        before: Annotated[str | None, Query(pattern=r"^[0-9a-f]{22}$")] = None,
+    ) -> m.JobList:
+        rows = svc.list_jobs(p, tenant=tenant, states=None if not state else list(state), limit=limit, before=before)
+        nxt = rows[-1].id if len(rows) == limit else None
+        return m.JobList(jobs=[job_out(r) for r in rows], next_before=nxt)
+
+    @api.get("/jobs/{job_id}", response_model=m.JobOut, tags=["jobs"])
+    def get_job(job_id: JobIdPath, p: Auth) -> m.JobOut:
+        return job_out(svc.get_job(p, job_id))
+
+    @api.post("/jobs/{job_id}/cancel", response_model=m.JobOut, tags=["jobs"])
+    def cancel_job(job_id: JobIdPath, p: Auth) -> m.JobOut:
+        return job_out(svc.cancel(p, job_id))
+
+    @api.get("/jobs/{job_id}/events", response_model=list[m.EventOut], tags=["jobs"])
+    def job_events(job_id: JobIdPath, p: Auth, limit: Annotated[int, Query(ge=1, le=10000)] = 1000) -> list[m.EventOut]:
+        return [m.EventOut(seq=e.seq, at=e.at, kind=e.kind, detail=e.detail) for e in svc.job_events(p, job_id, limit)]
+
+    @api.post("/jobs/{job_id}/report", response_model=m.JobOut, tags=["agent"])
+    def report(job_id: JobIdPath, body: m.ReportIn, p: Auth) -> m.JobOut:
+        return job_out(
+            svc.report(
+                p,
+                job_id,
+                body.status,
+                checkpoint_ref=body.checkpoint_ref,
+                exit_code=body.exit_code,
+                message=body.message,
+            )
+        )
+
+    # --------------------------------------------------------- tenants
+    @api.get("/tenants", response_model=list[m.TenantOut], tags=["tenants"])
+    def list_tenants(p: Auth) -> list[m.TenantOut]:
+        return [tenant_out(t) for t in svc.list_tenants(p)]
+
+    @api.put("/tenants/{name}", response_model=m.TenantOut, tags=["tenants"])
+    def put_tenant(name: NamePath, body: m.TenantIn, p: Auth) -> m.TenantOut:
+        rec = TenantRecord(name=name, **body.model_dump())
+        return tenant_out(svc.put_tenant(p, rec))
+
+    @api.get("/tenants/{name}/usage", response_model=m.UsageOut, tags=["tenants"])
+    def tenant_usage(name: NamePath, p: Auth) -> m.UsageOut:
+        return usage_out(svc.tenant_usage(p, name))
+
+    @api.post("/tenants/{name}/uploads", response_model=m.UploadOut, tags=["tenants"])
+    def record_upload(name: NamePath, body: m.UploadIn, p: Auth) -> m.UploadOut:
+        return m.UploadOut(accepted=True, ratio=svc.record_upload(p, name, body.bytes))
+
+    # ---------------------------------------------------- users/tokens
+    @api.get("/users", response_model=list[m.UserOut], tags=["auth"])
+    def list_users(p: Auth) -> list[m.UserOut]:
+        return [user_out(u) for u in svc.list_users(p)]
+
+    @api.post("/users", status_code=201, response_model=m.UserOut, tags=["auth"])
+    def create_user(body: m.UserIn, p: Auth) -> m.UserOut:
+        return user_out(svc.create_user(p, body.name, Role(body.role), body.tenant))
+
+    @api.get("/tokens", response_model=list[m.TokenOut], tags=["auth"])
+    def list_tokens(p: Auth) -> list[m.TokenOut]:
+        return [token_out(t) for t in svc.list_tokens(p)]
+
+    @api.post("/tokens", status_code=201, response_model=m.IssuedTokenOut, tags=["auth"])
+    def issue_token(body: m.TokenIn, p: Auth) -> m.IssuedTokenOut:
+        issued = svc.issue_token(p, body.user, body.ttl_s)
+        r = issued.record
+        return m.IssuedTokenOut(
+            id=r.id,
+            user=r.user,
+            created_at=r.created_at,
+            expires_at=r.expires_at,
+            revoked_at=r.revoked_at,
+            token=issued.token,
+        )
+
+    @api.post("/tokens/{token_id}/revoke", response_model=m.TokenOut, tags=["auth"])
+    def revoke_token(token_id: TokenIdPath, p: Auth) -> m.TokenOut:
+        return token_out(svc.revoke_token(p, token_id))
+
+    # ----------------------------------------------------------- nodes
+    @api.get("/nodes", response_model=list[m.NodeOut], tags=["nodes"])
+    def list_nodes(p: Auth) -> list[m.NodeOut]:
+        by_node: dict[str, list[JobRecord]] = {}
+        for j in svc.store.active_jobs([str(JobState.RUNNING), str(JobState.PREEMPTING)]):
+            if j.node is not None:
+                by_node.setdefault(j.node, []).append(j)
+        return [node_out(n, by_node.get(n.name, [])) for n in svc.list_nodes(p)]
+
+    @api.get("/nodes/{name}", response_model=m.NodeOut, tags=["nodes"])
+    def get_node(name: NamePath, p: Auth) -> m.NodeOut:
+        n = svc.get_node(p, name)
+        return node_out(n, svc.node_jobs(name))
+
+    @api.put("/nodes/{name}", response_model=m.NodeOut, tags=["agent"])
+    def register_node(name: NamePath, body: m.NodeIn, p: Auth) -> m.NodeOut:
+        n = svc.register_node(p, name, body.model_dump())
+        return node_out(n, svc.node_jobs(name))
+
+    @api.post("/nodes/{name}/heartbeat", response_model=m.NodeOut, tags=["agent"])
+    def heartbeat(name: NamePath, body: m.HeartbeatIn, p: Auth) -> m.NodeOut:
+        n = svc.heartbeat(p, name, {int(k): v for k, v in body.utilization.items()})
+        return node_out(n, svc.node_jobs(name))
+
+    @api.get("/nodes/{name}/assignments", response_model=list[m.Assignment], tags=["agent"])
+    def assignments(name: NamePath, p: Auth) -> list[m.Assignment]:
+        out = []
+        for j in svc.assignments(p, name):
+            stopping = j.state == JobState.PREEMPTING
+            out.append(
+                m.Assignment(
+                    job=job_out(j),
+                    action="checkpoint_and_stop" if stopping else "run",
+                    signal=j.spec.get("checkpoint_signal", "SIGTERM") if stopping else None,
+                    deadline=j.preempt_deadline if stopping else None,
+                )
+            )
+        return out
+
+    @api.post("/admin/nodes/{name}/drain", response_model=m.NodeOut, tags=["admin"])
+    def drain(name: NamePath, p: Auth) -> m.NodeOut:
+        return node_out(svc.set_drained(p, name, True), svc.node_jobs(name))
+
+    @api.post("/admin/nodes/{name}/undrain", response_model=m.NodeOut, tags=["admin"])
+    def undrain(name: NamePath, p: Auth) -> m.NodeOut:
+        return node_out(svc.set_drained(p, name, False), svc.node_jobs(name))
+
+    app.include_router(api)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    _document_400(app)
+    return app
+
+
+def _document_400(app: FastAPI) -> None:
+    """FastAPI documents validation failures as 422; this API answers 400. Keep the document honest."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = original()
+        for path in schema.get("paths", {}).values():
+            for op in path.values():
+                responses = op.get("responses", {})
+                if "422" in responses:
+                    del responses["422"]
+                    responses.setdefault(
+                        "400",
+                        {
+                            "description": "Invalid request; names the offending field",
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/ValidationErrorOut"}}
+                            },
+                        },
+                    )
+        comps = schema.get("components", {}).get("schemas", {})
+        comps.pop("HTTPValidationError", None)
+        comps.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,118 @@
+"""Composition root: the only place that wires store, service, loop and API together."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from fastapi import FastAPI
+
+from gpunas_scheduler.api.app import create_app
+from gpunas_scheduler.config import Config
+from gpunas_scheduler.domain.model import JobClass, Policy
+from gpunas_scheduler.service.core import SchedulerService, Settings
+from gpunas_scheduler.service.loop import SchedulingLoop
+from gpunas_scheduler.service.metrics import Metrics
+from gpunas_scheduler.service.ports import Clock, system_clock
+from gpunas_scheduler.store import migrate
+from gpunas_scheduler.store.leader import leader_lock_for
+from gpunas_scheduler.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
+
+
+def settings_from(config: Config) -> Settings:
+    base = Policy()
+    policy = replace(
+        base,
+        half_life_s=config.fairshare_half_life_s,
+        quota_warning_ratio=config.quota_warning_ratio,
+        max_runtime_s={**base.max_runtime_s, JobClass.TRAINING: config.training_max_runtime_s},
+    )
+    return Settings(
+        policy=policy,
+        heartbeat_timeout_s=config.heartbeat_timeout_s,
+        default_token_ttl_s=config.default_token_ttl_s,
+        token_cache_ttl_s=config.token_cache_ttl_s,
+    )
+
+
+@dataclass
+class Server:
+    config: Config
+    store: SqlStore
+    service: SchedulerService
+    loop: SchedulingLoop
+    app: FastAPI
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def tick(self) -> None:
+        """Flush API-call counters, then run a scheduling pass if this server leads."""
+        self.service.meter.flush()
+        self.loop.run_once()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.config.schedule_interval_s):
+            try:
+                self.tick()
+            except Exception:  # keep scheduling; the next tick retries with fresh state
+                log.exception("scheduler tick failed")
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="scheduler-loop", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        try:
+            self.service.meter.flush()
+        finally:
+            self.loop.lock.release()
+            self.store.close()
+
+
+def build(config: Config, *, clock: Clock = system_clock, run_loop: bool = True) -> Server:
+    store = SqlStore(config.database_url)
+    metrics = Metrics()
+    service = SchedulerService(store, clock, metrics, settings_from(config))
+    loop = SchedulingLoop(service, leader_lock_for(config.database_url))
+    expected = migrate.head()
+
+    def ready() -> dict[str, Any]:
+        store.ping()
+        current = migrate.current(store.engine)
+        if current != expected:
+            raise RuntimeError(f"database schema at {current}, expected {expected}: run 'gpunas-scheduler migrate'")
+        return {"schema": current, "leader": loop.is_leader}
+
+    holder: dict[str, Server] = {}
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if run_loop:
+            holder["server"].start()
+        try:
+            yield
+        finally:
+            holder["server"].stop()
+
+    app = create_app(
+        service,
+        ready=ready,
+        max_body_bytes=config.max_body_bytes,
+        metrics_public=config.metrics_public,
+        lifespan=lifespan,
+    )
+    server = Server(config=config, store=store, service=service, loop=loop, app=app)
+    holder["server"] = server
+    return server

@@ -1,0 +1,529 @@
+"""``gpunas-scheduler``: run the server, administer it locally, and use it over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gpunas_scheduler.config import Config, ConfigError, load_config
+
+app = typer.Typer(help="GPU job scheduler of the gpunas platform.", no_args_is_help=True)
+admin_app = typer.Typer(help="Local administration on the server host (talks to the database).", no_args_is_help=True)
+jobs_app = typer.Typer(help="Submit and follow jobs (over the HTTP API).", no_args_is_help=True)
+nodes_app = typer.Typer(help="GPU nodes (over the HTTP API).", no_args_is_help=True)
+tenants_app = typer.Typer(help="Tenants and quota usage (over the HTTP API).", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(nodes_app, name="nodes")
+app.add_typer(tenants_app, name="tenants")
+
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML configuration (default /etc/gpunas-scheduler/config.toml)")
+]
+UrlOpt = Annotated[str, typer.Option("--url", envvar="GPUNAS_URL", help="Server base URL")]
+TokenOpt = Annotated[str, typer.Option("--token", envvar="GPUNAS_TOKEN", help="API token", show_default=False)]
+CaOpt = Annotated[Path | None, typer.Option("--ca-file", envvar="GPUNAS_CA_FILE", help="CA bundle for HTTPS")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print raw JSON instead of a table")]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _config(path: Path | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+
+
+def _ts(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# --------------------------------------------------------------------- server
+@app.command("check-config")
+def check_config(config: ConfigOpt = None) -> None:
+    """Validate the configuration and exit (0 when valid)."""
+    cfg = _config(config)
+    table = Table("setting", "value", title="configuration is valid")
+    for key, value in cfg.model_dump().items():
+        shown = value
+        if key == "database_url":
+            from sqlalchemy.engine import make_url
+
+            shown = make_url(value).render_as_string(hide_password=True)
+        table.add_row(key, str(shown))
+    out.print(table)
+
+
+@app.command()
+def migrate(config: ConfigOpt = None) -> None:
+    """Create or upgrade the database schema."""
+    from gpunas_scheduler.store import migrate as mig
+    from gpunas_scheduler.store.sql import make_engine
+
+    cfg = _config(config)
+    engine = make_engine(cfg.database_url)
+    before = mig.current(engine)
+    mig.upgrade(engine)
+    after = mig.current(engine)
+    engine.dispose()
+    out.print(f"schema: {before or 'empty'} -> {after}" if before != after else f"schema already at {after}")
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    migrate_first: Annotated[bool, typer.Option("--migrate", help="Upgrade the schema before serving")] = False,
+) -> None:
+    """Run the API server and the scheduling loop."""
+    import logging
+
+    import uvicorn
+
+    from gpunas_scheduler.app import build
+    from gpunas_scheduler.store import migrate as mig
+
+    cfg = _config(config)
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = build(cfg)
+    if migrate_first:
+        mig.upgrade(server.store.engine)
+    current, head = mig.current(server.store.engine), mig.head()
+    if current != head:
+        server.store.close()
+        _fail(f"database schema is at {current or 'empty'}, expected {head}: run 'gpunas-scheduler migrate'", 3)
+    uvicorn.run(
+        server.app,
+        host=cfg.listen_host,
+        port=cfg.listen_port,
+        ssl_certfile=None if cfg.tls_cert_file is None else str(cfg.tls_cert_file),
+        ssl_keyfile=None if cfg.tls_key_file is None else str(cfg.tls_key_file),
+        log_level=cfg.log_level,
+        access_log=cfg.log_level == "debug",
+        timeout_graceful_shutdown=10,
+    )
+
+
+# ---------------------------------------------------------------------- admin
+def _local_service(config: Path | None) -> Any:
+    from gpunas_scheduler.app import build
+    from gpunas_scheduler.store import migrate as mig
+
+    cfg = _config(config)
+    server = build(cfg, run_loop=False)
+    if mig.current(server.store.engine) != mig.head():
+        server.store.close()
+        _fail("database schema is not current: run 'gpunas-scheduler migrate'", 3)
+    return server
+
+
+def _local_call(config: Path | None, fn: Any) -> Any:
+    from gpunas_scheduler.service.errors import ServiceError
+
+    server = _local_service(config)
+    try:
+        return fn(server.service)
+    except ServiceError as exc:
+        _fail(exc.message)
+    finally:
+        server.store.close()
+
+
+@admin_app.command("tenant-set")
+def tenant_set(
+    name: str,
+    config: ConfigOpt = None,
+    weight: Annotated[float, typer.Option(help="Fair-share weight")] = 1.0,
+    api_calls_per_day: Annotated[int | None, typer.Option(min=0)] = None,
+    gpu_hours_per_month: Annotated[float | None, typer.Option(min=0)] = None,
+    upload_gib_per_month: Annotated[float | None, typer.Option(min=0)] = None,
+) -> None:
+    """Create or update a tenant and its quotas (unset quota = unlimited)."""
+    from gpunas_scheduler.service.records import TenantRecord
+
+    rec = TenantRecord(
+        name=name,
+        fairshare_weight=weight,
+        api_calls_per_day=api_calls_per_day,
+        gpu_hours_per_month=gpu_hours_per_month,
+        upload_bytes_per_month=None if upload_gib_per_month is None else int(upload_gib_per_month * 2**30),
+    )
+    saved = _local_call(config, lambda svc: svc.upsert_tenant(rec))
+    out.print(f"tenant {saved.name} saved")
+
+
+@admin_app.command("user-add")
+def user_add(
+    name: str,
+    role: Annotated[str, typer.Option(help="tenant_member, tenant_admin, platform_admin or agent")],
+    tenant: Annotated[str | None, typer.Option(help="Tenant (tenant roles only)")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Create a user."""
+    from gpunas_scheduler.service.records import Role
+
+    try:
+        r = Role(role)
+    except ValueError:
+        _fail(f"role: must be one of {', '.join(x.value for x in Role)}", 2)
+    u = _local_call(config, lambda svc: svc.create_user(None, name, r, tenant))
+    out.print(f"user {u.name} ({u.role}{', tenant ' + u.tenant if u.tenant else ''}) created")
+
+
+@admin_app.command("token-create")
+def token_create(
+    user: str,
+    config: ConfigOpt = None,
+    ttl_days: Annotated[float, typer.Option(min=0.001, max=365, help="Lifetime in days")] = 30,
+    output: Annotated[
+        Path | None, typer.Option(help="Write the token to this file (mode 0600) instead of stdout")
+    ] = None,
+) -> None:
+    """Issue a token; it is shown once, only its hash is stored."""
+    issued = _local_call(config, lambda svc: svc.issue_token(None, user, ttl_days * 86400))
+    if output is not None:
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(issued.token + "\n")
+        out.print(f"token {issued.record.id} for {user} written to {output}, expires {_ts(issued.record.expires_at)}")
+    else:
+        sys.stdout.write(issued.token + "\n")
+
+
+@admin_app.command("token-revoke")
+def token_revoke(token_id: str, config: ConfigOpt = None) -> None:
+    """Revoke a token by its id (the 16 hex digits after ``gpn_``)."""
+    rec = _local_call(config, lambda svc: svc.revoke_token(None, token_id))
+    out.print(f"token {rec.id} of {rec.user} revoked")
+
+
+@admin_app.command("token-list")
+def token_list(config: ConfigOpt = None) -> None:
+    """List tokens (ids and dates only)."""
+    rows = _local_call(config, lambda svc: svc.store.list_tokens(None))
+    table = Table("id", "user", "created", "expires", "revoked")
+    for t in rows:
+        table.add_row(t.id, t.user, _ts(t.created_at), _ts(t.expires_at), _ts(t.revoked_at))
+    out.print(table)
+
+
+# ----------------------------------------------------------------- HTTP client
+class Client:
+    def __init__(self, url: str, token: str, ca_file: Path | None) -> None:
+        verify: bool | str = str(ca_file) if ca_file is not None else True
+        self.http = httpx.Client(
+            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, verify=verify, timeout=30
+        )
+
+    def call(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            resp = self.http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            _fail(f"cannot reach {self.http.base_url}: {exc}")
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                _fail(f"HTTP {resp.status_code}: {resp.text[:200]}")
+            msg = body.get("error") or body.get("detail") or resp.text
+            if body.get("fields"):
+                msg += "".join(f"\n  {f['field']}: {f['message']}" for f in body["fields"])
+            _fail(f"HTTP {resp.status_code}: {msg}")
+        return resp.json()
+
+
+def _client(url: str, token: str, ca: Path | None) -> Client:
+    if not token:
+        _fail("no token: pass --token or set GPUNAS_TOKEN", 2)
+    return Client(url, token, ca)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _gpu_text(job: dict[str, Any]) -> str:
+    r = job["spec"].get("resources", {})
+    if r.get("mig_profile"):
+        return f"MIG {r['mig_profile']}"
+    if r.get("vgpu_profile"):
+        return f"vGPU {r['vgpu_profile']}"
+    if r.get("gpu_share_milli"):
+        return f"{r['gpu_share_milli'] / 10:.1f}% GPU"
+    return str(r.get("gpus", 1))
+
+
+def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
+    table = Table("id", "tenant", "user", "class", "state", "gpus", "node", "submitted", "attempts")
+    for j in jobs:
+        table.add_row(
+            j["id"],
+            j["tenant"],
+            j["user"],
+            j["job_class"],
+            j["state"],
+            _gpu_text(j),
+            j["node"] or "-",
+            _ts(j["submitted_at"]),
+            str(j["attempts"]),
+        )
+    return table
+
+
+@app.command()
+def whoami(url: UrlOpt = "http://127.0.0.1:8080", token: TokenOpt = "", ca_file: CaOpt = None) -> None:
+    """Show who the token belongs to."""
+    me = _client(url, token, ca_file).call("GET", "/api/v1/whoami")
+    out.print(f"{me['user']} ({me['role']}{', tenant ' + me['tenant'] if me['tenant'] else ''})")
+
+
+@jobs_app.command("submit")
+def jobs_submit(
+    image: str,
+    command: Annotated[list[str] | None, typer.Argument(help="Command and arguments")] = None,
+    job_class: Annotated[str, typer.Option("--class", help="urgent_inference, inference, fine_tuning, training")] = (
+        "training"
+    ),
+    gpus: Annotated[int, typer.Option(min=0)] = 1,
+    gpu_memory_mib: Annotated[int | None, typer.Option()] = None,
+    mig_profile: Annotated[str | None, typer.Option()] = None,
+    vgpu_profile: Annotated[str | None, typer.Option()] = None,
+    gpu_share_milli: Annotated[int | None, typer.Option()] = None,
+    cpu_milli: Annotated[int, typer.Option()] = 1000,
+    memory_mib: Annotated[int, typer.Option()] = 1024,
+    max_runtime_s: Annotated[int | None, typer.Option()] = None,
+    checkpoint_grace_s: Annotated[int, typer.Option()] = 60,
+    service: Annotated[str | None, typer.Option(help="Replica group (anti-affinity)")] = None,
+    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable")] = None,
+    tenant: Annotated[str | None, typer.Option(help="Tenant (platform admins only)")] = None,
+    name: Annotated[str | None, typer.Option()] = None,
+    url: UrlOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = "",
+    ca_file: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a job."""
+    env_map: dict[str, str] = {}
+    for item in env or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            _fail(f"--env {item!r}: expected KEY=VALUE", 2)
+        env_map[key] = value
+    body: dict[str, Any] = {
+        "image": image,
+        "command": command or [],
+        "env": env_map,
+        "job_class": job_class,
+        "resources": {
+            k: v
+            for k, v in {
+                "gpus": gpus,
+                "gpu_memory_mib": gpu_memory_mib,
+                "mig_profile": mig_profile,
+                "vgpu_profile": vgpu_profile,
+                "gpu_share_milli": gpu_share_milli,
+                "cpu_milli": cpu_milli,
+                "memory_mib": memory_mib,
+            }.items()
+            if v is not None
+        },
+        "checkpoint_grace_s": checkpoint_grace_s,
+    }
+    for key, value in (("max_runtime_s", max_runtime_s), ("service", service), ("tenant", tenant), ("name", name)):
+        if value is not None:
+            body[key] = value
+    res = _client(url, token, ca_file).call("POST", "/api/v1/jobs", json=body)
+    if as_json:
+        _print_json(res)
+    else:
+        out.print(f"job {res['id']} submitted to tenant {res['tenant']} ({res['state']})")
+
+
+@jobs_app.command("list")
+def jobs_list(
+    state: Annotated[list[str] | None, typer.Option("--state", help="Filter by state, repeatable")] = None,
+    tenant: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    url: UrlOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = "",
+    ca_file: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List jobs, newest first."""
+    params: list[tuple[str, str | int]] = [("limit", limit)]
+    params += [("state", s) for s in state or []]
+    if tenant:
+        params.append(("tenant", tenant))
+    res = _client(url, token, ca_file).call("GET", "/api/v1/jobs", params=params)
+    if as_json:
+        _print_json(res)
+    else:
+        out.print(_jobs_table(res["jobs"]))
+
+
+@jobs_app.command("get")
+def jobs_get(
+    job_id: str,
+    url: UrlOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = "",
+    ca_file: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one job."""
+    j = _client(url, token, ca_file).call("GET", f"/api/v1/jobs/{job_id}")
+    if as_json:
+        _print_json(j)
+        return
+    table = Table("field", "value", title=f"job {j['id']}")
+    for key in ("tenant", "user", "name", "job_class", "state", "attempts", "node", "reason", "checkpoint_ref"):
+        table.add_row(key, str(j[key]) if j[key] is not None else "-")
+    for key in ("submitted_at", "started_at", "finished_at", "last_checkpoint_at", "preempt_deadline"):
+        table.add_row(key, _ts(j[key]))
+    table.add_row("image", j["spec"]["image"])
+    table.add_row("gpus", _gpu_text(j))
+    out.print(table)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: str, url: UrlOpt = "http://127.0.0.1:8080", token: TokenOpt = "", ca_file: CaOpt = None
+) -> None:
+    """Cancel a job."""
+    j = _client(url, token, ca_file).call("POST", f"/api/v1/jobs/{job_id}/cancel")
+    out.print(f"job {j['id']} {j['state']}")
+
+
+@jobs_app.command("events")
+def jobs_events(
+    job_id: str,
+    url: UrlOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = "",
+    ca_file: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a job's event log."""
+    evs = _client(url, token, ca_file).call("GET", f"/api/v1/jobs/{job_id}/events")
+    if as_json:
+        _print_json(evs)
+        return
+    table = Table("time", "event", "detail", title=f"events of {job_id}")
+    for e in evs:
+        table.add_row(_ts(e["at"]), e["kind"], json.dumps(e["detail"], sort_keys=True))
+    out.print(table)
+
+
+@nodes_app.command("list")
+def nodes_list(
+    url: UrlOpt = "http://127.0.0.1:8080", token: TokenOpt = "", ca_file: CaOpt = None, as_json: JsonOpt = False
+) -> None:
+    """List nodes with GPU allocation."""
+    nodes = _client(url, token, ca_file).call("GET", "/api/v1/nodes")
+    if as_json:
+        _print_json(nodes)
+        return
+    table = Table("node", "status", "gpus", "allocated", "jobs", "last heartbeat")
+    for n in nodes:
+        status = "down" if n["down"] else ("drained" if n["drained"] else "up")
+        table.add_row(
+            n["name"],
+            status,
+            str(len(n["gpus"])),
+            f"{n['allocated_gpu_units']:.2f}",
+            str(len(n["jobs"])),
+            _ts(n["last_heartbeat"]),
+        )
+    out.print(table)
+
+
+def _drain(name: str, on: bool, url: str, token: str, ca: Path | None) -> None:
+    verb = "drain" if on else "undrain"
+    n = _client(url, token, ca).call("POST", f"/api/v1/admin/nodes/{name}/{verb}")
+    out.print(f"node {n['name']} {'drained' if n['drained'] else 'schedulable'}")
+
+
+@nodes_app.command("drain")
+def nodes_drain(name: str, url: UrlOpt = "http://127.0.0.1:8080", token: TokenOpt = "", ca_file: CaOpt = None) -> None:
+    """Stop placing new work on a node (running jobs continue)."""
+    _drain(name, True, url, token, ca_file)
+
+
+@nodes_app.command("undrain")
+def nodes_undrain(
+    name: str, url: UrlOpt = "http://127.0.0.1:8080", token: TokenOpt = "", ca_file: CaOpt = None
+) -> None:
+    """Make a drained node schedulable again."""
+    _drain(name, False, url, token, ca_file)
+
+
+@tenants_app.command("list")
+def tenants_list(
+    url: UrlOpt = "http://127.0.0.1:8080", token: TokenOpt = "", ca_file: CaOpt = None, as_json: JsonOpt = False
+) -> None:
+    """List tenants and their quotas."""
+    rows = _client(url, token, ca_file).call("GET", "/api/v1/tenants")
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("tenant", "weight", "API calls/day", "GPU h/month", "upload bytes/month")
+    for t in rows:
+        table.add_row(
+            t["name"],
+            f"{t['fairshare_weight']:g}",
+            str(t["api_calls_per_day"] or "unlimited"),
+            str(t["gpu_hours_per_month"] or "unlimited"),
+            str(t["upload_bytes_per_month"] or "unlimited"),
+        )
+    out.print(table)
+
+
+@tenants_app.command("usage")
+def tenants_usage(
+    name: str,
+    url: UrlOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = "",
+    ca_file: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a tenant's quota usage."""
+    u = _client(url, token, ca_file).call("GET", f"/api/v1/tenants/{name}/usage")
+    if as_json:
+        _print_json(u)
+        return
+    t = u["tenant"]
+    table = Table("quota", "used", "limit", "used %", title=f"tenant {name}: {u['day']} / {u['month']}")
+
+    def row(label: str, used: float, limit: float | None, key: str) -> None:
+        ratio = u["ratios"][key]
+        table.add_row(
+            label,
+            f"{used:g}",
+            "unlimited" if limit is None else f"{limit:g}",
+            "-" if ratio is None else f"{ratio * 100:.1f}",
+        )
+
+    row("API calls today", u["api_calls_today"], t["api_calls_per_day"], "api_calls_per_day")
+    row("GPU hours this month", round(u["gpu_hours_month"], 3), t["gpu_hours_per_month"], "gpu_hours_per_month")
+    row("upload bytes this month", u["upload_bytes_month"], t["upload_bytes_per_month"], "upload_bytes_per_month")
+    out.print(table)
+    out.print(f"fair-share usage (decayed): {u['decayed_gpu_hours']:.3f} GPU hours")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,238 @@
+"""The scheduling loop: load state, run the domain's pass, persist its decisions.
+
+Only the holder of the leader lock runs passes. Every decision is written with the job version
+it was computed from; a job changed meanwhile (cancelled, reported finished) keeps its new state
+and the stale decision is dropped, to be redone by the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gpunas_scheduler.domain.accounting import account, month_key
+from gpunas_scheduler.domain.model import JobClass, JobState, Node, QuotaLevel, QuotaNotice, TenantUsage
+from gpunas_scheduler.domain.schedule import schedule
+from gpunas_scheduler.service.convert import (
+    allocation_to_json,
+    job_from_record,
+    node_from_record,
+    tenant_from_record,
+)
+from gpunas_scheduler.service.core import ACTIVE, SchedulerService, requeue
+from gpunas_scheduler.service.ports import Changeset, LeaderLock
+from gpunas_scheduler.service.records import (
+    CounterDelta,
+    CounterKind,
+    EventRecord,
+    FairshareRecord,
+    JobRecord,
+    TenantEventRecord,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PassResult:
+    started: int
+    preempted: int
+    requeued: int
+    nodes_down: int
+    conflicts: int
+    pending: int
+    decision_seconds: float
+
+
+class SchedulingLoop:
+    def __init__(self, service: SchedulerService, lock: LeaderLock) -> None:
+        self.service = service
+        self.lock = lock
+        self._quota_levels: dict[tuple[str, str], QuotaLevel] = {}
+        self.is_leader = False
+
+    def run_once(self) -> PassResult | None:
+        """One pass if this server leads; None when another server holds the lock."""
+        svc = self.service
+        self.is_leader = self.lock.try_acquire()
+        svc.metrics.leader.set(1 if self.is_leader else 0)
+        if not self.is_leader:
+            return None
+        store, now, settings = svc.store, svc.clock(), svc.settings
+        recs = {r.id: r for r in store.active_jobs([str(s) for s in ACTIVE])}
+        ch = Changeset()
+
+        node_recs = store.list_nodes()
+        down: set[str] = set()
+        for n in node_recs:
+            stale = n.last_heartbeat is None or now - n.last_heartbeat > settings.heartbeat_timeout_s
+            if stale and not n.down:
+                n.down = True
+                ch.nodes.append(n)
+            if n.down:
+                down.add(n.name)
+        for r in recs.values():
+            if r.node in down and r.state in (JobState.RUNNING, JobState.PREEMPTING):
+                lost_on = r.node
+                version = r.version
+                requeue(r, now, f"node {lost_on} down")
+                ch.jobs.append((r, version))
+                ch.job_events.append(
+                    EventRecord(r.id, now, "requeued", {"reason": "node_down", "node": lost_on, "attempt": r.attempts})
+                )
+
+        jobs = {r.id: job_from_record(r) for r in recs.values()}
+        pending = [j for j in jobs.values() if j.state is JobState.PENDING]
+        running = [j for j in jobs.values() if j.state in (JobState.RUNNING, JobState.PREEMPTING)]
+        nodes = [node_from_record(n) for n in node_recs]
+        tenants = {t.name: tenant_from_record(t) for t in store.list_tenants()}
+
+        month = month_key(now)
+        fair = store.fairshare()
+        before: dict[str, TenantUsage] = {}
+        for name in set(tenants) | set(fair):
+            fs = fair.get(name)
+            month_s = store.counters(name, {CounterKind.GPU_SECONDS: month})[CounterKind.GPU_SECONDS]
+            before[name] = TenantUsage(
+                tenant=name,
+                updated_at=now if fs is None else fs.updated_at,
+                decayed_gpu_seconds=0.0 if fs is None else fs.decayed_gpu_seconds,
+                month=month,
+                month_gpu_seconds=month_s,
+            )
+        usage = account(before, running, now, settings.policy.half_life_s)
+        for name, u in usage.items():
+            ch.fairshare.append(FairshareRecord(name, u.decayed_gpu_seconds, u.updated_at))
+            prev = before.get(name)
+            delta = u.month_gpu_seconds - (prev.month_gpu_seconds if prev is not None else 0.0)
+            if delta > 0:
+                ch.counters.append(CounterDelta(name, CounterKind.GPU_SECONDS, month, delta))
+
+        t0 = time.perf_counter()
+        decisions = schedule(pending, running, nodes, tenants, usage, now, settings.policy)
+        elapsed = time.perf_counter() - t0
+        svc.metrics.pass_seconds.observe(elapsed)
+
+        touched: dict[str, tuple[JobRecord, int]] = {}
+
+        def take(job_id: str) -> JobRecord | None:
+            if job_id in touched:
+                return touched[job_id][0]
+            r = recs.get(job_id)
+            if r is None:
+                return None
+            touched[job_id] = (r, r.version)
+            return r
+
+        for req in decisions.requeues:
+            jr = take(req.job_id)
+            if jr is None:
+                continue
+            was_on = jr.node
+            requeue(jr, now, f"grace period over ({req.reason})")
+            ch.job_events.append(
+                EventRecord(jr.id, now, "requeued", {"reason": str(req.reason), "node": was_on, "attempt": jr.attempts})
+            )
+        for p in decisions.preemptions:
+            jr = take(p.job_id)
+            if jr is None:
+                continue
+            jr.state = str(JobState.PREEMPTING)
+            jr.preempt_deadline = p.deadline
+            jr.preempt_reason = str(p.reason)
+            jr.updated_at = now
+            ch.job_events.append(
+                EventRecord(
+                    jr.id,
+                    now,
+                    "preempting",
+                    {
+                        "reason": str(p.reason),
+                        "deadline": p.deadline,
+                        "for_job": p.for_job,
+                        "signal": jr.spec.get("checkpoint_signal", "SIGTERM"),
+                        "node": jr.node,
+                    },
+                )
+            )
+        for s in decisions.starts:
+            jr = take(s.job_id)
+            if jr is None:
+                continue
+            jr.state = str(JobState.RUNNING)
+            jr.node = s.allocation.node
+            jr.allocation = allocation_to_json(s.allocation)
+            jr.started_at = now
+            jr.preempt_deadline = None
+            jr.preempt_reason = None
+            jr.reason = None
+            jr.updated_at = now
+            ch.job_events.append(
+                EventRecord(
+                    jr.id,
+                    now,
+                    "started",
+                    {"attempt": jr.attempts, "allocation": jr.allocation, "resume_from": jr.checkpoint_ref},
+                )
+            )
+        already = {j.id for j, _ in ch.jobs}
+        ch.jobs.extend(v for k, v in touched.items() if k not in already)
+        self._quota_events(decisions.quota_notices, now, ch)
+
+        conflicts = store.commit(ch)
+        if conflicts:
+            log.info("dropped %d stale decisions (jobs changed during the pass)", len(conflicts))
+        m = svc.metrics
+        m.decisions.labels("start").inc(len(decisions.starts))
+        m.decisions.labels("preempt").inc(len(decisions.preemptions))
+        m.decisions.labels("requeue").inc(len(decisions.requeues))
+        self._gauges((r for r in recs.values() if r.id not in conflicts), nodes, down)
+        return PassResult(
+            started=len(decisions.starts),
+            preempted=len(decisions.preemptions),
+            requeued=len(decisions.requeues),
+            nodes_down=len(down),
+            conflicts=len(conflicts),
+            pending=len(pending),
+            decision_seconds=elapsed,
+        )
+
+    def _quota_events(self, notices: list[QuotaNotice], now: float, ch: Changeset) -> None:
+        seen: set[tuple[str, str]] = set()
+        for n in notices:
+            key = (n.tenant, str(n.dimension))
+            seen.add(key)
+            self.service.metrics.quota_ratio.labels(n.tenant, str(n.dimension)).set(n.ratio)
+            if self._quota_levels.get(key) != n.level:
+                self._quota_levels[key] = n.level
+                kind = "quota_warning" if n.level is QuotaLevel.WARNING else "quota_exceeded"
+                self.service.metrics.quota_warnings.labels(n.tenant, str(n.dimension), n.level.name.lower()).inc()
+                ch.tenant_events.append(
+                    TenantEventRecord(n.tenant, now, kind, {"quota": str(n.dimension), "ratio": round(n.ratio, 4)})
+                )
+        for key in [k for k in self._quota_levels if k not in seen]:
+            del self._quota_levels[key]
+
+    def _gauges(self, recs: Iterable[JobRecord], nodes: list[Node], down: set[str]) -> None:
+        m = self.service.metrics
+        depth: Counter[tuple[str, str]] = Counter()
+        states: Counter[str] = Counter()
+        alloc: Counter[str] = Counter()
+        for r in recs:
+            states[r.state] += 1
+            if r.state == JobState.PENDING:
+                depth[(JobClass(r.job_class).name.lower(), r.tenant)] += 1
+            elif r.node is not None and r.allocation is not None:
+                alloc[r.node] += sum(s.get("share_milli", 1000) for s in r.allocation.get("slices", [])) / 1000.0
+        m.queue_depth.clear()
+        for (cls, tenant), n in depth.items():
+            m.queue_depth.labels(cls, tenant).set(n)
+        for st in ACTIVE:
+            m.jobs.labels(str(st)).set(states.get(str(st), 0))
+        m.gpu_allocated.clear()
+        for node in nodes:
+            m.gpu_allocated.labels(node.name).set(alloc.get(node.name, 0.0))
+        m.gpus_total.set(sum(len(n.gpus) for n in nodes if n.name not in down and not n.drained))

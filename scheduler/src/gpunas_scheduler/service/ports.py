@@ -1,0 +1,131 @@
+"""Interfaces the service layer needs from the outside world (store, leader lock, clock)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gpunas_scheduler.service.records import (
+    CounterDelta,
+    CounterKind,
+    EventRecord,
+    FairshareRecord,
+    JobRecord,
+    NodeRecord,
+    TenantEventRecord,
+    TenantRecord,
+    TokenRecord,
+    UserRecord,
+)
+
+
+class Clock(Protocol):
+    def __call__(self) -> float:
+        """Return the current time in seconds since the epoch."""
+
+
+def system_clock() -> float:
+    return time.time()
+
+
+@dataclass(slots=True)
+class Changeset:
+    """Writes applied in one transaction.
+
+    ``jobs`` are conditional updates: each record carries the version it was read at and is
+    written only if the stored version still matches (optimistic concurrency between the
+    scheduling loop and API calls, also across servers sharing one PostgreSQL database).
+    """
+
+    tenants: list[TenantRecord] = field(default_factory=list)
+    users: list[UserRecord] = field(default_factory=list)
+    tokens: list[TokenRecord] = field(default_factory=list)
+    nodes: list[NodeRecord] = field(default_factory=list)
+    jobs: list[tuple[JobRecord, int]] = field(default_factory=list)
+    job_events: list[EventRecord] = field(default_factory=list)
+    tenant_events: list[TenantEventRecord] = field(default_factory=list)
+    counters: list[CounterDelta] = field(default_factory=list)
+    fairshare: list[FairshareRecord] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (
+            self.tenants
+            or self.users
+            or self.tokens
+            or self.nodes
+            or self.jobs
+            or self.job_events
+            or self.tenant_events
+            or self.counters
+            or self.fairshare
+        )
+
+
+class Store(Protocol):
+    """Durable state. Writes are serialised through one writer; reads may run concurrently."""
+
+    def insert_job(self, job: JobRecord, event: EventRecord) -> Future[None]:
+        """Queue a new job for the next group commit; the future resolves once it is durable."""
+
+    def commit(self, change: Changeset) -> set[str]:
+        """Apply ``change`` atomically; return ids of jobs whose version check failed.
+
+        Events of a conflicting job are dropped with it.
+        """
+
+    def get_job(self, job_id: str) -> JobRecord | None: ...
+
+    def list_jobs(
+        self,
+        *,
+        tenant: str | None,
+        states: Iterable[str] | None,
+        limit: int,
+        before: str | None,
+    ) -> list[JobRecord]:
+        """Newest first (ids are time-ordered); ``before`` is an exclusive id cursor."""
+
+    def active_jobs(self, states: Iterable[str]) -> list[JobRecord]: ...
+
+    def job_events(self, job_id: str, limit: int) -> list[EventRecord]: ...
+
+    def tenant_events(self, tenant: str, limit: int) -> list[TenantEventRecord]: ...
+
+    def get_tenant(self, name: str) -> TenantRecord | None: ...
+
+    def list_tenants(self) -> list[TenantRecord]: ...
+
+    def get_user(self, name: str) -> UserRecord | None: ...
+
+    def list_users(self, tenant: str | None) -> list[UserRecord]: ...
+
+    def get_token(self, token_id: str) -> TokenRecord | None: ...
+
+    def list_tokens(self, user: str | None) -> list[TokenRecord]: ...
+
+    def get_node(self, name: str) -> NodeRecord | None: ...
+
+    def list_nodes(self) -> list[NodeRecord]: ...
+
+    def counters(self, tenant: str, periods: dict[CounterKind, str]) -> dict[CounterKind, float]: ...
+
+    def fairshare(self) -> dict[str, FairshareRecord]: ...
+
+    def count_jobs(self) -> int: ...
+
+    def ping(self) -> None:
+        """Raise if the database cannot answer."""
+
+    def close(self) -> None: ...
+
+
+class LeaderLock(Protocol):
+    """Makes sure at most one server runs scheduling passes at a time."""
+
+    def try_acquire(self) -> bool:
+        """Return True while this process holds the lock (acquiring it if free)."""
+
+    def release(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Persistence adapters (SQLAlchemy Core for SQLite/PostgreSQL, and an in-memory twin)."""
