@@ -1,0 +1,135 @@
+# Copyright (c) gpunas.platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""gpu_facts module, driven by cases.yml: exact command sequences, recorded outputs, expected facts."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import yaml
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+from ansible_collections.gpunas.platform.plugins.module_utils import _nvml
+from ansible_collections.gpunas.platform.plugins.modules import gpu_facts
+
+HERE = Path(__file__).parent
+FIXTURES = HERE.parents[2] / 'fixtures' / 'gpu'
+sys.path.insert(0, str(HERE.parents[1] / 'module_utils' / 'gpu'))
+import fake_pynvml  # noqa: E402
+
+CASES = yaml.safe_load((HERE / 'cases.yml').read_text())
+
+
+class Exited(Exception):
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+class Failed(Exception):
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+def build_sysfs(root, devices):
+    """A sysfs-shaped tree: bus/pci/devices/<addr>/{numa_node, iommu_group ->, driver ->}."""
+    for address, facts in (devices or {}).items():
+        dev = root / 'bus' / 'pci' / 'devices' / address
+        dev.mkdir(parents=True)
+        if 'numa_node' in facts:
+            (dev / 'numa_node').write_text(f"{facts['numa_node']}\n")
+        if 'iommu_group' in facts:
+            group = root / 'kernel' / 'iommu_groups' / str(facts['iommu_group'])
+            group.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.path.relpath(group, dev), dev / 'iommu_group')
+        if 'driver' in facts:
+            driver = root / 'bus' / 'pci' / 'drivers' / facts['driver']
+            driver.mkdir(parents=True, exist_ok=True)
+            os.symlink(os.path.relpath(driver, dev), dev / 'driver')
+
+
+def exit_json(**result):
+    raise Exited(result)
+
+
+def fail_json(**result):
+    raise Failed(result)
+
+
+def run_case(case, tmp_path):
+    build_sysfs(tmp_path, case.get('sysfs'))
+    expected = list(case.get('commands') or [])
+    ran = []
+
+    def run_command(self, argv, **kwargs):
+        assert kwargs.get('environ_update') == {'LC_ALL': 'C', 'LANG': 'C'}
+        assert expected, f'unexpected command {argv!r}'
+        step = expected.pop(0)
+        assert argv == step['argv']
+        ran.append(argv)
+        stdout = (FIXTURES / step['stdout']).read_text() if 'stdout' in step else ''
+        return step.get('rc', 0), stdout, ''
+
+    def get_bin_path(self, name, required=False, opt_dirs=None):
+        return case['binaries'].get(name)
+
+    nvml_case = case.get('pynvml')
+    nvml = None
+    if nvml_case:
+        failure = nvml_case.get('fail_init')
+        nvml = fake_pynvml.FakeNvml((FIXTURES / nvml_case['fixture']).read_text(),
+                                    fail_init=fake_pynvml.NVMLError_LibraryNotFound(failure) if failure else None)
+
+    params = dict(case.get('params') or {}, sysfs_root=str(tmp_path))
+    with patch_module_args(params), \
+            mock.patch.object(basic.AnsibleModule, 'run_command', run_command), \
+            mock.patch.object(basic.AnsibleModule, 'get_bin_path', get_bin_path), \
+            mock.patch.object(basic.AnsibleModule, 'exit_json', side_effect=exit_json), \
+            mock.patch.object(basic.AnsibleModule, 'fail_json', side_effect=fail_json), \
+            mock.patch.object(_nvml, 'import_pynvml', return_value=nvml):
+        try:
+            gpu_facts.main()
+        except (Exited, Failed) as outcome:
+            result = outcome
+    assert expected == [], f'commands not run: {expected!r}'
+    return result, ran, nvml
+
+
+@pytest.mark.parametrize('case', CASES, ids=[c['name'] for c in CASES])
+def test_gpu_facts(case, tmp_path):
+    outcome, ran, nvml = run_case(case, tmp_path)
+    if 'failed' in case:
+        assert isinstance(outcome, Failed), outcome.result
+        assert case['failed'] in outcome.result['msg']
+        return
+    assert isinstance(outcome, Exited), outcome.result
+    result = outcome.result
+    assert result['changed'] is False
+    assert result['commands'] == ran
+    facts = result['ansible_facts']
+    for key, value in (case.get('facts') or {}).items():
+        assert facts[key] == value, key
+    if 'gpus' in case:
+        assert len(facts['gpunas_gpus']) == len(case['gpus'])
+        for gpu, wanted in zip(facts['gpunas_gpus'], case['gpus']):
+            for key, value in wanted.items():
+                assert gpu[key] == value, '{} {}'.format(gpu['pci_address'], key)
+    nvml_used = nvml is not None and (case.get('params') or {}).get('use_nvml', True)
+    if nvml_used and not case['pynvml'].get('fail_init'):
+        assert nvml.calls == ['nvmlInit', 'nvmlShutdown']
+    elif nvml is not None and not nvml_used:
+        assert nvml.calls == []
+
+
+def test_every_gpu_has_the_documented_keys(tmp_path):
+    case = next(c for c in CASES if c['name'].startswith('passthrough host'))
+    outcome, _ran, _nvml = run_case(case, tmp_path)
+    documented = yaml.safe_load(gpu_facts.RETURN)['ansible_facts']['contains']
+    facts = outcome.result['ansible_facts']
+    assert sorted(facts) == sorted(documented)
+    assert sorted(facts['gpunas_gpus'][0]) == sorted(documented['gpunas_gpus']['sample'][0])
