@@ -14,6 +14,9 @@ import os
 
 BY_ID_DIR = '/dev/disk/by-id'
 SYSFS_BLOCK = '/sys/class/block'
+# Root of the file system the device paths live in: '' on a host; unit tests point it at a tree
+# with the same layout (dev/, dev/disk/by-id/ links, sys/class/block/) built from real captures.
+ROOT = ''
 
 LSBLK_COLUMNS = 'NAME,PATH,TYPE,FSTYPE,LABEL,PTTYPE,MOUNTPOINT'
 
@@ -119,9 +122,17 @@ def assess(lsblk_devices, blkid, wipefs_signatures, md_examine, zdb_pools, holde
     return findings
 
 
-def holders_of(dev, sysfs_root=None):
+def _host(path):
+    return ROOT + path
+
+
+def _device(path):
+    return path[len(ROOT):] if ROOT and path.startswith(ROOT) else path
+
+
+def holders_of(dev):
     """Kernel devices stacked on ``dev`` (md arrays, device-mapper) from sysfs."""
-    path = os.path.join(sysfs_root or SYSFS_BLOCK, os.path.basename(os.path.realpath(dev)), 'holders')
+    path = _host(os.path.join(SYSFS_BLOCK, os.path.basename(resolve(dev)), 'holders'))
     try:
         return sorted(os.listdir(path))
     except OSError:
@@ -151,27 +162,27 @@ def probe_disk(runner, bins, dev):
     return assess(lsblk_devices, blkid, signatures, md_examine, zdb_pools, holders_of(dev))
 
 
-def expand(name, by_id_dir=None):
+def expand(name):
     """Absolute path of a disk given as ``/dev/...``, a ``by-id`` name or a short name (``vdb``)."""
     if name.startswith('/'):
         return name
-    candidate = os.path.join(by_id_dir or BY_ID_DIR, name)
-    return candidate if os.path.lexists(candidate) else os.path.join('/dev', name)
+    candidate = os.path.join(BY_ID_DIR, name)
+    return candidate if os.path.lexists(_host(candidate)) else os.path.join('/dev', name)
 
 
-def resolve(name, by_id_dir=None):
+def resolve(name):
     """Real kernel path of a disk name (links followed, e.g. ``virtio-disk0`` -> ``/dev/vdb``)."""
-    return os.path.realpath(expand(name, by_id_dir))
+    return _device(os.path.realpath(_host(expand(name))))
 
 
-def missing_disks(names, by_id_dir=None):
+def missing_disks(names):
     """Names from ``names`` that have no device node or link."""
-    return [name for name in names if not os.path.lexists(expand(name, by_id_dir))]
+    return [name for name in names if not os.path.lexists(_host(expand(name)))]
 
 
-def parent_disk(dev, sysfs_root=None):
+def parent_disk(dev):
     """Whole disk holding partition ``dev`` (``/dev/vdb1`` -> ``/dev/vdb``), or None for a disk."""
-    node = os.path.join(sysfs_root or SYSFS_BLOCK, os.path.basename(dev))
+    node = _host(os.path.join(SYSFS_BLOCK, os.path.basename(dev)))
     if not os.path.exists(os.path.join(node, 'partition')):
         return None
     return os.path.join(os.path.dirname(dev), os.path.basename(os.path.dirname(os.path.realpath(node))))
