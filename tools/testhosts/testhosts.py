@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+"""Build, cache, start and stop the project's real test hosts.
+
+Two kinds of host, both made from Debian's archive alone (see docs/testing.md):
+
+* a system container (rootful podman, systemd as PID 1) for roles that need packages, files and
+  services but no kernel of their own;
+* a QEMU (TCG) virtual machine booting Debian's own kernel, with ZFS built by DKMS and blank
+  virtio disks, for everything that needs a real kernel.
+
+Images are cached under ``$XDG_CACHE_HOME/gpunas/testhosts/<kind>-<key>`` where the key hashes the
+build scripts, the package lists and the versions of the kernel and zfs-dkms that the archive
+offers today; a build happens only when the key changes. Test VMs run on throw-away qcow2
+overlays, so no test ever writes the cached image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+MIRROR = os.environ.get("GPUNAS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+CONTAINER_IMAGE = "localhost/gpunas-testhost:bookworm"
+CONTAINERS_CONF = HERE / "containers.conf"
+VM_BOOT_TIMEOUT = int(os.environ.get("GPUNAS_VM_BOOT_TIMEOUT", "420"))
+# Free space a build needs: the VM build holds an uncompressed root tree plus its disk image.
+NEEDED_GIB = {"container": 2, "vm": 12}
+
+PREREQUISITES = {
+    "container": {
+        "podman": "podman",
+        "debootstrap": "debootstrap",
+        "runc": "runc",
+    },
+    "vm": {
+        "qemu-system-x86_64": "qemu-system-x86",
+        "qemu-img": "qemu-utils",
+        "debootstrap": "debootstrap",
+        "ssh": "openssh-client",
+        "ssh-keygen": "openssh-client",
+        "mkfs.ext4": "e2fsprogs",
+    },
+}
+
+
+class Refusal(Exception):
+    """A problem the user can fix; printed as one message, never as a traceback."""
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gpunas" / "testhosts"
+
+
+def log(message: str) -> None:
+    print(f"testhosts: {message}", file=sys.stderr, flush=True)
+
+
+def check_prerequisites(kind: str, building: bool) -> None:
+    missing = sorted({pkg for tool, pkg in PREREQUISITES[kind].items() if shutil.which(tool) is None})
+    if missing:
+        raise Refusal(
+            f"the {kind} test host needs tools that are not installed: {' '.join(missing)}. "
+            f"Install them with: apt-get install -y {' '.join(missing)} (or run: bash .ci/run, which installs them)"
+        )
+    if os.geteuid() != 0:
+        raise Refusal(f"the {kind} test host is built and run as root (debootstrap, rootful podman); run as root")
+    if building:
+        cache = cache_root()
+        cache.mkdir(parents=True, exist_ok=True)
+        free_gib = shutil.disk_usage(cache).free / 2**30
+        if free_gib < NEEDED_GIB[kind]:
+            raise Refusal(
+                f"building the {kind} test host needs {NEEDED_GIB[kind]} GiB free under {cache}, "
+                f"only {free_gib:.1f} GiB are free; free some space or set XDG_CACHE_HOME to a larger disk"
+            )
+
+
+def _digest(paths: list[Path], extra: list[str]) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    for item in extra:
+        h.update(item.encode())
+    return h.hexdigest()[:16]
+
+
+def archive_versions() -> dict[str, str]:
+    """Versions of the kernel and zfs-dkms that Debian's archive offers today (main + contrib).
+
+    Reads the archive with a private apt state so that the host's sources stay as they are.
+    """
+    state = cache_root() / "apt-state"
+    (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    sources = state / "sources.list"
+    sources.write_text(f"deb {MIRROR} bookworm main contrib\ndeb {MIRROR} bookworm-updates main contrib\n")
+    opts = [
+        f"-oDir::Etc::SourceList={sources}",
+        "-oDir::Etc::SourceParts=-",
+        f"-oDir::State::Lists={state / 'lists'}",
+        "-oAPT::Get::List-Cleanup=0",
+    ]
+    run(["apt-get", "-qq", *opts, "update"], what="reading Debian's package index")
+    out = run(["apt-cache", *opts, "policy", "linux-image-amd64", "zfs-dkms"], capture=True)
+    versions: dict[str, str] = {}
+    package = ""
+    for line in out.splitlines():
+        if line and not line.startswith(" "):
+            package = line.rstrip(":")
+        elif line.strip().startswith("Candidate:"):
+            versions[package] = line.split(":", 1)[1].strip()
+    if versions.get("linux-image-amd64", "(none)") == "(none)" or versions.get("zfs-dkms", "(none)") == "(none)":
+        raise Refusal(f"Debian's archive at {MIRROR} does not offer linux-image-amd64 and zfs-dkms: {versions}")
+    return versions
+
+
+def image_key(kind: str) -> str:
+    scripts = [HERE / f"build-{kind}.sh", HERE / f"packages-{kind}.txt"]
+    extra = [MIRROR]
+    if kind == "vm":
+        extra += [f"{k}={v}" for k, v in sorted(archive_versions().items())]
+    return _digest(scripts, extra)
+
+
+def run(cmd: list[str], what: str = "", capture: bool = False, env: dict[str, str] | None = None) -> str:
+    try:
+        proc = subprocess.run(cmd, check=False, text=True, capture_output=True, env=env)
+    except FileNotFoundError as exc:
+        raise Refusal(f"{cmd[0]} is not installed ({what or 'needed here'})") from exc
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
+        raise Refusal(f"{what or cmd[0]} failed (rc={proc.returncode}): " + "\n  ".join(["", *detail]))
+    return proc.stdout if capture else ""
+
+
+def podman_env() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+
+
+def container_image_key_in_podman() -> str | None:
+    proc = subprocess.run(
+        ["podman", "image", "inspect", "--format", '{{ index .Labels "gpunas.testhost.key" }}', CONTAINER_IMAGE],
+        check=False,
+        text=True,
+        capture_output=True,
+        env=podman_env(),
+    )
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def build_container(force: bool) -> None:
+    check_prerequisites("container", building=True)
+    key = image_key("container")
+    if not force and container_image_key_in_podman() == key:
+        log(f"container image {CONTAINER_IMAGE} is current (key {key})")
+        return
+    out = cache_root() / f"container-{key}"
+    out.mkdir(parents=True, exist_ok=True)
+    log(f"building container image {CONTAINER_IMAGE} (key {key}, about 1.5 min)")
+    started = time.monotonic()
+    env = podman_env()
+    run(["bash", str(HERE / "build-container.sh"), str(out), CONTAINER_IMAGE, key, MIRROR], "container build", env=env)
+    log(f"container image built in {time.monotonic() - started:.0f} s")
+
+
+def vm_dir() -> Path:
+    check_prerequisites("vm", building=False)
+    key = image_key("vm")
+    out = cache_root() / f"vm-{key}"
+    if not (out / "base.qcow2").exists():
+        raise Refusal(f"the VM image for key {key} is not built yet; run: tools/testhosts/testhosts.py build vm")
+    return out
+
+
+def build_vm(force: bool) -> None:
+    check_prerequisites("vm", building=True)
+    key = image_key("vm")
+    out = cache_root() / f"vm-{key}"
+    if not force and (out / "base.qcow2").exists():
+        log(f"VM image is current (key {key}, {out})")
+        return
+    log(f"building VM image (key {key}, about 8 min: debootstrap, ZFS DKMS build, disk image)")
+    tmp = Path(tempfile.mkdtemp(prefix=f"vm-{key}.", dir=cache_root()))
+    started = time.monotonic()
+    try:
+        run(["bash", str(HERE / "build-vm.sh"), str(tmp), MIRROR], "VM image build")
+        shutil.rmtree(out, ignore_errors=True)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log(f"VM image built in {time.monotonic() - started:.0f} s")
+    for stale in cache_root().glob("vm-*"):
+        if stale != out and stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ssh_base(image: Path, port: int) -> list[str]:
+    return [
+        "ssh",
+        "-i",
+        str(image / "id_ed25519"),
+        "-p",
+        str(port),
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=5",
+        "-o",
+        "BatchMode=yes",
+        "root@127.0.0.1",
+    ]
+
+
+def start_vm(image: Path, spec: dict, state: Path) -> dict:
+    """Start one VM on a fresh overlay with its blank disks; return molecule's instance config."""
+    name = spec["name"]
+    vm = state / name
+    if vm.exists():
+        stop_vm(vm)
+    vm.mkdir(parents=True)
+    overlay = vm / "root.qcow2"
+    run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image / "base.qcow2"), "-F", "qcow2", str(overlay)],
+        "creating the VM overlay",
+    )
+    port = free_port()
+    cmd = [
+        "qemu-system-x86_64",
+        "-name",
+        name,
+        "-accel",
+        "tcg,thread=multi",
+        "-cpu",
+        "max",
+        "-smp",
+        str(spec.get("cpus", 2)),
+        "-m",
+        str(spec.get("memory_mib", 2048)),
+        "-nodefaults",
+        "-display",
+        "none",
+        "-serial",
+        f"file:{vm / 'console.log'}",
+        "-kernel",
+        str(image / "vmlinuz"),
+        "-initrd",
+        str(image / "initrd.img"),
+        "-append",
+        "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet",
+        "-drive",
+        f"file={overlay},if=virtio,format=qcow2,discard=unmap",
+        "-netdev",
+        f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-device",
+        "virtio-net-pci,netdev=net0",
+        "-pidfile",
+        str(vm / "qemu.pid"),
+        "-daemonize",
+    ]
+    for index in range(int(spec.get("disks", 0))):
+        disk = vm / f"disk{index}.img"
+        with open(disk, "wb") as handle:
+            handle.truncate(parse_size(str(spec.get("disk_size", "512M"))))
+        cmd += [
+            "-drive",
+            f"file={disk},if=none,id=disk{index},format=raw,discard=unmap",
+            "-device",
+            f"virtio-blk-pci,drive=disk{index},serial=disk{index}",
+        ]
+    run(cmd, f"starting VM {name}")
+    (vm / "port").write_text(str(port))
+    return {
+        "instance": name,
+        "address": "127.0.0.1",
+        "user": "root",
+        "port": port,
+        "identity_file": str(image / "id_ed25519"),
+    }
+
+
+def wait_for_ssh(image: Path, config: dict, state: Path) -> None:
+    deadline = time.monotonic() + VM_BOOT_TIMEOUT
+    started = time.monotonic()
+    while time.monotonic() < deadline:
+        proc = subprocess.run(
+            [*ssh_base(image, config["port"]), "systemctl is-system-running --wait >/dev/null; true"],
+            check=False,
+            capture_output=True,
+            timeout=VM_BOOT_TIMEOUT,
+        )
+        if proc.returncode == 0:
+            log(f"VM {config['instance']} answers over SSH after {time.monotonic() - started:.0f} s")
+            return
+        time.sleep(3)
+    console = state / config["instance"] / "console.log"
+    tail = console.read_text(errors="replace").splitlines()[-20:] if console.exists() else []
+    raise Refusal(f"VM {config['instance']} did not answer SSH in {VM_BOOT_TIMEOUT} s; console:\n  " + "\n  ".join(tail))
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    text = text.strip().upper().rstrip("B")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def stop_vm(vm: Path) -> None:
+    pidfile = vm / "qemu.pid"
+    if pidfile.exists():
+        with contextlib.suppress(ValueError, ProcessLookupError):
+            pid = int(pidfile.read_text().strip())
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                os.kill(pid, 0)
+                time.sleep(0.1)
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(vm, ignore_errors=True)
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    for kind in args.kinds:
+        check_prerequisites(kind, building=True)
+    log("prerequisites present: " + ", ".join(args.kinds))
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    for kind in args.kinds:
+        (build_container if kind == "container" else build_vm)(args.force)
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    specs = json.loads(args.platforms)
+    image = vm_dir()
+    state = Path(args.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    configs = [start_vm(image, spec, state) for spec in specs]
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(configs) or 1) as pool:
+            list(pool.map(lambda c: wait_for_ssh(image, c, state), configs))
+    except Refusal:
+        for spec in specs:
+            stop_vm(state / spec["name"])
+        raise
+    json.dump(configs, sys.stdout, indent=2)
+    print()
+
+
+def cmd_down(args: argparse.Namespace) -> None:
+    state = Path(args.state_dir)
+    names = args.names or ([p.name for p in state.iterdir() if p.is_dir()] if state.exists() else [])
+    for name in names:
+        stop_vm(state / name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    kinds = {"nargs": "*", "metavar": "{container,vm}"}
+    p = sub.add_parser("check", help="check that the tools and disk space for the test hosts are there")
+    p.add_argument("kinds", **kinds)
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("build", help="build the images whose cache key changed")
+    p.add_argument("kinds", **kinds)
+    p.add_argument("--force", action="store_true", help="rebuild even when the cached image is current")
+    p.set_defaults(func=cmd_build)
+    p = sub.add_parser("up", help="start VMs on throw-away overlays; print molecule's instance config as JSON")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--platforms", required=True, help="JSON list of {name, disks, disk_size, memory_mib, cpus}")
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("down", help="stop VMs and delete their overlays and disks")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("names", nargs="*")
+    p.set_defaults(func=cmd_down)
+    args = parser.parse_args(argv)
+    if "kinds" in args:
+        unknown = sorted(set(args.kinds) - {"container", "vm"})
+        if unknown:
+            parser.error(f"unknown kind {', '.join(unknown)}: choose container or vm")
+        args.kinds = args.kinds or ["container", "vm"]
+    try:
+        args.func(args)
+    except Refusal as exc:
+        log(str(exc))
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
