@@ -1,0 +1,206 @@
+"""Use cases on the in-memory store with an injected clock."""
+
+from __future__ import annotations
+
+import pytest
+from gpunas_scheduler.service.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    QuotaExceeded,
+    Unauthenticated,
+)
+from gpunas_scheduler.service.records import CounterKind, Role
+from gpunas_scheduler.store.memory import MemoryStore
+from support.env import FakeClock, Seeded, job_spec, seed, whole_gpu_node
+
+
+@pytest.fixture
+def env() -> Seeded:
+    return seed(MemoryStore(), FakeClock())
+
+
+def who(env: Seeded, user: str):  # type: ignore[no-untyped-def]
+    return env.service.admit(env.tokens[user])
+
+
+def test_submit_is_pending_and_durable(env: Seeded) -> None:
+    p = who(env, "suwon-user")
+    rec, fut = env.service.submit(p, job_spec())
+    fut.result(timeout=5)
+    stored = env.service.store.get_job(rec.id)
+    assert stored is not None
+    assert (stored.state, stored.tenant, stored.user, stored.job_class) == ("pending", "suwon", "suwon-user", 4)
+    assert [e.kind for e in env.service.store.job_events(rec.id, 10)] == ["submitted"]
+    assert len(rec.id) == 22
+
+
+def test_tenant_resolution(env: Seeded) -> None:
+    svc = env.service
+    with pytest.raises(Forbidden) as exc:
+        svc.submit(who(env, "suwon-user"), job_spec(), "yongin")
+    assert exc.value.field == "tenant"
+    with pytest.raises(InvalidInput, match="tenant"):
+        svc.submit(who(env, "root"), job_spec())
+    with pytest.raises(NotFound):
+        svc.submit(who(env, "root"), job_spec(), "nowhere")
+    rec, _ = svc.submit(who(env, "root"), job_spec(), "yongin")
+    assert rec.tenant == "yongin"
+    with pytest.raises(Forbidden):
+        svc.submit(who(env, "node-a"), job_spec(), "yongin")
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        (job_spec(mig_profile="1g.10gb", gpu_share_milli=100, gpu_memory_mib=10), "resources"),
+        (job_spec(gpus=2, mig_profile="1g.10gb"), "resources.gpus"),
+        (job_spec(gpu_share_milli=250), "resources.gpu_memory_mib"),
+        ({**job_spec(), "max_runtime_s": 90_000}, "max_runtime_s"),
+        ({**job_spec(), "max_runtime_s": 100, "min_runtime_s": 200}, "min_runtime_s"),
+    ],
+)
+def test_semantic_validation_names_the_field(env: Seeded, spec: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidInput) as exc:
+        env.service.submit(who(env, "suwon-user"), spec)
+    assert exc.value.field == field
+    assert env.service.store.count_jobs() == 0
+
+
+def test_tenants_only_see_their_own_jobs(env: Seeded) -> None:
+    svc = env.service
+    mine, _ = svc.submit(who(env, "suwon-user"), job_spec())
+    other, _ = svc.submit(who(env, "yongin-user"), job_spec())
+    with pytest.raises(NotFound):
+        svc.get_job(who(env, "suwon-user"), other.id)
+    with pytest.raises(NotFound):
+        svc.cancel(who(env, "suwon-admin"), other.id)
+    with pytest.raises(NotFound):
+        svc.job_events(who(env, "suwon-user"), other.id, 10)
+    listed = svc.list_jobs(who(env, "suwon-user"), tenant=None, states=None, limit=100, before=None)
+    assert [j.id for j in listed] == [mine.id]
+    with pytest.raises(Forbidden):
+        svc.list_jobs(who(env, "suwon-user"), tenant="yongin", states=None, limit=100, before=None)
+    everything = svc.list_jobs(who(env, "root"), tenant=None, states=None, limit=100, before=None)
+    assert {j.id for j in everything} == {mine.id, other.id}
+    with pytest.raises(Forbidden):
+        svc.list_jobs(who(env, "node-a"), tenant=None, states=None, limit=10, before=None)
+
+
+def test_cancel_rules(env: Seeded) -> None:
+    svc = env.service
+    rec, _ = svc.submit(who(env, "suwon-user"), job_spec())
+    with pytest.raises(Forbidden):
+        svc.cancel(who(env, "suwon-user2"), rec.id)
+    done = svc.cancel(who(env, "suwon-admin"), rec.id)
+    assert done.state == "cancelled" and done.reason == "cancelled by suwon-admin"
+    with pytest.raises(Conflict):
+        svc.cancel(who(env, "suwon-user"), rec.id)
+    kinds = [e.kind for e in svc.store.job_events(rec.id, 10)]
+    assert kinds == ["submitted", "cancelled"]
+
+
+def test_tokens_expire_and_revoke_and_are_hashed(env: Seeded) -> None:
+    svc = env.service
+    issued = svc.issue_token(who(env, "suwon-admin"), "suwon-user", 120)
+    assert svc.admit(issued.token).user == "suwon-user"
+    stored = svc.store.get_token(issued.record.id)
+    assert stored is not None
+    assert issued.token.split("_")[2] not in stored.secret_hash
+    assert len(stored.secret_hash) == 64
+    env.clock.advance(121)
+    with pytest.raises(Unauthenticated, match="expired"):
+        svc.admit(issued.token)
+    other = svc.issue_token(who(env, "suwon-user"), "suwon-user", 3600)
+    with pytest.raises(Forbidden):
+        svc.revoke_token(who(env, "yongin-admin"), other.record.id)
+    svc.revoke_token(who(env, "suwon-user"), other.record.id)
+    with pytest.raises(Unauthenticated, match="revoked"):
+        svc.admit(other.token)
+    with pytest.raises(Forbidden):
+        svc.issue_token(who(env, "suwon-user"), "suwon-admin", 3600)
+    with pytest.raises(Unauthenticated):
+        svc.admit(issued.token[:-1] + ("A" if issued.token[-1] != "A" else "B"))
+    with pytest.raises(Unauthenticated):
+        svc.admit("Bearer nonsense")
+    with pytest.raises(Unauthenticated):
+        svc.admit(None)
+
+
+def test_user_creation_rules(env: Seeded) -> None:
+    svc = env.service
+    u = svc.create_user(who(env, "suwon-admin"), "suwon-new", Role.TENANT_MEMBER, "suwon")
+    assert u.tenant == "suwon"
+    with pytest.raises(Forbidden):
+        svc.create_user(who(env, "suwon-admin"), "x1", Role.TENANT_MEMBER, "yongin")
+    with pytest.raises(Forbidden):
+        svc.create_user(who(env, "suwon-admin"), "x2", Role.PLATFORM_ADMIN, None)
+    with pytest.raises(Forbidden):
+        svc.create_user(who(env, "suwon-user"), "x3", Role.TENANT_MEMBER, "suwon")
+    with pytest.raises(Conflict):
+        svc.create_user(None, "suwon-new", Role.TENANT_MEMBER, "suwon")
+    with pytest.raises(InvalidInput) as exc:
+        svc.create_user(None, "Bad Name", Role.TENANT_MEMBER, "suwon")
+    assert exc.value.field == "name"
+    with pytest.raises(InvalidInput):
+        svc.create_user(None, "agent9", Role.AGENT, "suwon")
+
+
+def test_api_call_quota_warns_at_80_and_refuses_at_100(env: Seeded) -> None:
+    svc = env.service
+    t = svc.store.get_tenant("yongin")
+    assert t is not None
+    t.api_calls_per_day = 10
+    svc.upsert_tenant(t)
+    # The token lookups in seed() were not counted: only admit() counts.
+    for _ in range(10):
+        svc.admit(env.tokens["yongin-user"])
+    with pytest.raises(QuotaExceeded):
+        svc.admit(env.tokens["yongin-user2"])
+    svc.meter.flush()
+    assert svc.store.counters("yongin", {CounterKind.API_CALLS: "2026-11-23"})[CounterKind.API_CALLS] == 10
+    events = svc.store.tenant_events("yongin", 10)
+    assert [(e.kind, e.detail["used"]) for e in events] == [("quota_warning", 8)]
+    # Other tenants and platform admins are unaffected.
+    svc.admit(env.tokens["suwon-user"])
+    svc.admit(env.tokens["root"])
+    # A new UTC day starts a new count.
+    env.clock.advance(14 * 3600 + 1)  # T0 is 10:00 UTC
+    assert svc.admit(env.tokens["yongin-user"]).tenant == "yongin"
+
+
+def test_upload_quota(env: Seeded) -> None:
+    svc = env.service
+    gib = 2**30
+    assert svc.record_upload(who(env, "yongin-user"), "yongin", 20 * gib) == pytest.approx(20 / 30)
+    ratio = svc.record_upload(who(env, "yongin-user"), "yongin", 5 * gib)
+    assert ratio == pytest.approx(25 / 30)
+    assert [e.kind for e in svc.store.tenant_events("yongin", 5)] == ["quota_warning"]
+    with pytest.raises(QuotaExceeded):
+        svc.record_upload(who(env, "yongin-user"), "yongin", 6 * gib)
+    with pytest.raises(Forbidden):
+        svc.record_upload(who(env, "suwon-user"), "yongin", 1)
+    usage = svc.tenant_usage(who(env, "yongin-admin"), "yongin")
+    assert usage.upload_bytes_month == 25 * gib
+    with pytest.raises(NotFound):
+        svc.tenant_usage(who(env, "suwon-user"), "yongin")
+
+
+def test_node_actors(env: Seeded) -> None:
+    svc = env.service
+    svc.register_node(who(env, "node-a"), "node-a", whole_gpu_node(2))
+    with pytest.raises(Forbidden):
+        svc.register_node(who(env, "node-a"), "node-b", whole_gpu_node(2))
+    with pytest.raises(Forbidden):
+        svc.register_node(who(env, "suwon-admin"), "node-c", whole_gpu_node(2))
+    with pytest.raises(Forbidden):
+        svc.set_drained(who(env, "suwon-admin"), "node-a", True)
+    assert svc.set_drained(who(env, "root"), "node-a", True).drained
+    # Re-registration keeps the admin's drain.
+    assert svc.register_node(who(env, "node-a"), "node-a", whole_gpu_node(2)).drained
+    hb = svc.heartbeat(who(env, "node-a"), "node-a", {0: 0.5})
+    assert hb.spec["gpus"][0]["utilization"] == 0.5
+    with pytest.raises(NotFound):
+        svc.heartbeat(who(env, "node-b"), "node-b", None)
+    assert [n.name for n in svc.list_nodes(who(env, "node-b"))] == []

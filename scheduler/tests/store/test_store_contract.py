@@ -1,0 +1,183 @@
+"""The same contract for the SQLite store, the PostgreSQL store and the in-memory twin."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gpunas_scheduler.service.ports import Changeset, Store
+from gpunas_scheduler.service.records import (
+    CounterDelta,
+    CounterKind,
+    EventRecord,
+    FairshareRecord,
+    JobRecord,
+    NodeRecord,
+    Role,
+    TenantEventRecord,
+    TenantRecord,
+    TokenRecord,
+    UserRecord,
+)
+from gpunas_scheduler.store import migrate
+from gpunas_scheduler.store.memory import MemoryStore
+from gpunas_scheduler.store.sql import SqlStore
+from support.env import PgCluster
+
+_db_counter = itertools.count()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "memory":
+        yield MemoryStore()
+        return
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state.db'}"
+    else:
+        cluster: PgCluster = request.getfixturevalue("pg_cluster")
+        url = cluster.create_database(f"contract_{next(_db_counter)}")
+    s = SqlStore(url)
+    migrate.upgrade(s.engine)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def job(i: int, tenant: str = "suwon", state: str = "pending") -> JobRecord:
+    return JobRecord(
+        id=f"{i:012x}{'0' * 10}",
+        tenant=tenant,
+        user="u",
+        job_class=4,
+        state=state,
+        gpus=1,
+        submitted_at=1000.0 + i,
+        spec={"image": "img", "resources": {"gpus": 1}},
+        updated_at=1000.0 + i,
+    )
+
+
+def add(store: Store, rec: JobRecord) -> None:
+    store.insert_job(rec, EventRecord(rec.id, rec.submitted_at, "submitted", {"n": 1})).result(timeout=10)
+
+
+def test_insert_get_and_events(store: Store) -> None:
+    add(store, job(1))
+    got = store.get_job(job(1).id)
+    assert got is not None
+    assert got.version == 1
+    assert got.spec == {"image": "img", "resources": {"gpus": 1}}
+    assert [e.kind for e in store.job_events(got.id, 10)] == ["submitted"]
+    assert store.get_job("nope") is None
+    assert store.count_jobs() == 1
+
+
+def test_list_newest_first_with_cursor_tenant_and_state(store: Store) -> None:
+    for i in range(1, 8):
+        add(store, job(i, tenant="suwon" if i % 2 else "yongin"))
+    page = store.list_jobs(tenant=None, states=None, limit=3, before=None)
+    assert [j.submitted_at for j in page] == [1007.0, 1006.0, 1005.0]
+    nxt = store.list_jobs(tenant=None, states=None, limit=3, before=page[-1].id)
+    assert [j.submitted_at for j in nxt] == [1004.0, 1003.0, 1002.0]
+    suwon = store.list_jobs(tenant="suwon", states=None, limit=100, before=None)
+    assert {j.tenant for j in suwon} == {"suwon"}
+    assert len(suwon) == 4
+    assert store.list_jobs(tenant=None, states=["running"], limit=100, before=None) == []
+    assert len(store.active_jobs(["pending"])) == 7
+
+
+def test_version_conflict_drops_update_and_its_events(store: Store) -> None:
+    add(store, job(1))
+    add(store, job(2))
+    a, b = store.get_job(job(1).id), store.get_job(job(2).id)
+    assert a is not None and b is not None
+    a.state = "running"
+    stale = store.get_job(job(2).id)
+    assert stale is not None
+    b.state = "cancelled"
+    assert store.commit(Changeset(jobs=[(b, b.version)], job_events=[EventRecord(b.id, 1.0, "cancelled")])) == set()
+    stale.state = "running"
+    conflicts = store.commit(
+        Changeset(
+            jobs=[(a, a.version), (stale, stale.version)],
+            job_events=[EventRecord(a.id, 2.0, "started"), EventRecord(stale.id, 2.0, "started")],
+        )
+    )
+    assert conflicts == {stale.id}
+    after_b = store.get_job(b.id)
+    assert after_b is not None and after_b.state == "cancelled" and after_b.version == 2
+    after_a = store.get_job(a.id)
+    assert after_a is not None and after_a.state == "running" and after_a.version == 2
+    assert [e.kind for e in store.job_events(b.id, 10)] == ["submitted", "cancelled"]
+    assert [e.kind for e in store.job_events(a.id, 10)] == ["submitted", "started"]
+
+
+def test_upserts_counters_fairshare_and_tenant_events(store: Store) -> None:
+    store.commit(Changeset(tenants=[TenantRecord("suwon", 2.0, 10, 1.5, 100, 5.0)]))
+    store.commit(Changeset(tenants=[TenantRecord("suwon", 3.0, 20, None, None, 5.0)]))
+    t = store.get_tenant("suwon")
+    assert t == TenantRecord("suwon", 3.0, 20, None, None, 5.0)
+    store.commit(Changeset(users=[UserRecord("alice", Role.TENANT_ADMIN, "suwon", 1.0)]))
+    assert store.get_user("alice") == UserRecord("alice", Role.TENANT_ADMIN, "suwon", 1.0)
+    tok = TokenRecord("0123456789abcdef", "alice", "h" * 64, 100.0, 1.0)
+    store.commit(Changeset(tokens=[tok]))
+    tok.revoked_at = 50.0
+    store.commit(Changeset(tokens=[tok]))
+    got_tok = store.get_token(tok.id)
+    assert got_tok is not None and got_tok.revoked_at == 50.0
+    assert [x.id for x in store.list_tokens("alice")] == [tok.id]
+    d = "2026-11-23"
+    store.commit(Changeset(counters=[CounterDelta("suwon", CounterKind.API_CALLS, d, 3.0)] * 2))
+    store.commit(Changeset(counters=[CounterDelta("suwon", CounterKind.API_CALLS, d, 4.0)]))
+    got = store.counters("suwon", {CounterKind.API_CALLS: d, CounterKind.GPU_SECONDS: "2026-11"})
+    assert got == {CounterKind.API_CALLS: 10.0, CounterKind.GPU_SECONDS: 0.0}
+    store.commit(Changeset(fairshare=[FairshareRecord("suwon", 10.0, 1.0)]))
+    store.commit(Changeset(fairshare=[FairshareRecord("suwon", 7.5, 2.0)]))
+    assert store.fairshare() == {"suwon": FairshareRecord("suwon", 7.5, 2.0)}
+    store.commit(Changeset(tenant_events=[TenantEventRecord("suwon", 1.0, "quota_warning", {"q": "x"})]))
+    store.commit(Changeset(tenant_events=[TenantEventRecord("suwon", 2.0, "quota_exceeded", {"q": "x"})]))
+    assert [e.kind for e in store.tenant_events("suwon", 10)] == ["quota_exceeded", "quota_warning"]
+    n = NodeRecord("node-a", {"cpu_milli": 1, "memory_mib": 1, "gpus": []}, False, 3.0, 1.0, False)
+    store.commit(Changeset(nodes=[n]))
+    n.drained = True
+    store.commit(Changeset(nodes=[n]))
+    got_node = store.get_node("node-a")
+    assert got_node is not None and got_node.drained and got_node.spec == n.spec
+    assert [x.name for x in store.list_nodes()] == ["node-a"]
+
+
+def test_concurrent_submits_all_land(store: Store) -> None:
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def worker(base: int) -> None:
+        futs = []
+        for i in range(50):
+            rec = job(base + i)
+            futs.append((rec.id, store.insert_job(rec, EventRecord(rec.id, 1.0, "submitted"))))
+        for jid, f in futs:
+            f.result(timeout=30)
+            with lock:
+                ids.append(jid)
+
+    threads = [threading.Thread(target=worker, args=(k * 1000,)) for k in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(ids) == 400
+    assert store.count_jobs() == 400
+    assert all(store.get_job(i) is not None for i in ids[::37])
+
+
+def test_failed_group_commit_fails_every_waiter(store: Store) -> None:
+    add(store, job(1))
+    dup = store.insert_job(job(1), EventRecord(job(1).id, 1.0, "submitted"))
+    with pytest.raises(Exception):  # noqa: B017 - IntegrityError (SQL) or KeyError (memory)
+        dup.result(timeout=10)
+    assert store.count_jobs() == 1

@@ -1,0 +1,1 @@
+"""Shared helpers for the server-side tests (service, store, api, cli)."""
