@@ -79,6 +79,26 @@ def account(
     return result
 
 
+def accrue(usage: TenantUsage, gpu_units: float, now: float, half_life_s: float) -> TenantUsage:
+    """Usage after ``gpu_units`` GPUs ran for the whole of ``[updated_at, now]`` (the simulator's
+    per-tenant form of ``account``: same decay and month rules, one constant rate)."""
+    begin = usage.updated_at
+    if now <= begin:
+        return usage
+    month = month_key(now)
+    in_month = gpu_units * (now - max(begin, month_start(now)))
+    same_month = usage.month == month
+    return replace(
+        usage,
+        updated_at=now,
+        decayed_gpu_seconds=usage.decayed_gpu_seconds * decay_factor(now - begin, half_life_s)
+        + gpu_units * (now - begin),
+        month=month,
+        month_gpu_seconds=(usage.month_gpu_seconds if same_month else 0.0) + in_month,
+        month_upload_bytes=usage.month_upload_bytes if same_month else 0,
+    )
+
+
 def _level(used: float, limit: float | None, warning_ratio: float, reaching: bool = True) -> tuple[QuotaLevel, float]:
     """Level of ``used`` against ``limit``; reaching the limit exceeds it when ``reaching``,
     otherwise only going past it does (for a request that would bring usage to ``used``)."""

@@ -344,10 +344,16 @@ class Policy:
 
     @classmethod
     def fifo(cls) -> Policy:
-        """Baseline: one FIFO queue, stops at the first job that does not fit, no preemption."""
-        return cls(ordering=Ordering.FIFO, placement=Placement.BEST_FIT, backfill=False, preemption=False)
+        """Baseline: one FIFO queue that stops at the first job that does not fit; best-fit placement,
+        no preemption, no run-time limit."""
+        return cls(
+            ordering=Ordering.FIFO, placement=Placement.BEST_FIT, backfill=False, preemption=False, max_runtime_s={}
+        )
 
     @classmethod
     def best_fit(cls) -> Policy:
-        """Baseline: FIFO order with backfill and best-fit packing, no classes, no fair-share."""
-        return cls(ordering=Ordering.FIFO, placement=Placement.BEST_FIT, backfill=True, preemption=False)
+        """Baseline: FIFO order with backfill and best-fit packing; no classes, fair-share, preemption
+        or run-time limit."""
+        return cls(
+            ordering=Ordering.FIFO, placement=Placement.BEST_FIT, backfill=True, preemption=False, max_runtime_s={}
+        )
