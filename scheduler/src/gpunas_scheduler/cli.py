@@ -121,6 +121,19 @@ def serve(
     )
 
 
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI document of the API (the committed scheduler/openapi.json)."""
+    from gpunas_scheduler.api.app import create_app
+    from gpunas_scheduler.service.core import SchedulerService
+    from gpunas_scheduler.service.metrics import Metrics
+    from gpunas_scheduler.service.ports import system_clock
+    from gpunas_scheduler.store.memory import MemoryStore
+
+    api = create_app(SchedulerService(MemoryStore(), system_clock, Metrics()), ready=dict)
+    sys.stdout.write(json.dumps(api.openapi(), indent=2, sort_keys=True) + "\n")
+
+
 # ---------------------------------------------------------------------- admin
 def _local_service(config: Path | None) -> Any:
     from gpunas_scheduler.app import build

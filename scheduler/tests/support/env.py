@@ -53,9 +53,14 @@ class Seeded:
 
 
 def seed(store: Store, clock: FakeClock, settings: Settings | None = None) -> Seeded:
-    """Three tenants; per tenant a member ``<t>-user``, a second member ``<t>-user2`` and an admin
-    ``<t>-admin``; a platform admin ``root``; agents ``node-a`` and ``node-b``."""
+    """A service on ``store`` with the seed tenants and users (see :func:`seed_service`)."""
     svc = SchedulerService(store, clock, Metrics(), settings)
+    return Seeded(svc, clock, seed_service(svc))
+
+
+def seed_service(svc: SchedulerService) -> dict[str, str]:
+    """Three tenants; per tenant a member ``<t>-user``, a second member ``<t>-user2`` and an admin
+    ``<t>-admin``; a platform admin ``root``; agents ``node-a`` and ``node-b``. Returns tokens."""
     tokens: dict[str, str] = {}
     for t in SEED_TENANTS:
         svc.upsert_tenant(t)
@@ -71,7 +76,7 @@ def seed(store: Store, clock: FakeClock, settings: Settings | None = None) -> Se
     for node in ("node-a", "node-b"):
         svc.create_user(None, node, Role.AGENT, None)
         tokens[node] = svc.issue_token(None, node, 86400).token
-    return Seeded(svc, clock, tokens)
+    return tokens
 
 
 def whole_gpu_node(gpus: int = 8, memory_mib: int = 81920, nvlink: bool = True) -> dict[str, object]:
