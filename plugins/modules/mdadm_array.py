@@ -25,11 +25,13 @@ description:
     Write it to C(/etc/mdadm/mdadm.conf) before rebuilding the initramfs (the C(gpunas.platform.mdraid)
     role does), or the array comes back as C(/dev/md127).
 author:
-  - gpunas.platform contributors
+  - gpunas.platform developers (@gpunas)
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   name:

@@ -18,11 +18,13 @@ description:
   - A dataset is destroyed only with O(state=absent) and O(force=true), and then with a plain
     C(zfs destroy) that fails when the dataset has children, snapshots or clones.
 author:
-  - gpunas.platform contributors
+  - gpunas.platform developers (@gpunas)
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   name:

@@ -25,11 +25,13 @@ description:
     O(force=true).
   - Check mode runs C(zpool create -n) and C(zpool add -n), the tool's own dry run.
 author:
-  - gpunas.platform contributors
+  - gpunas.platform developers (@gpunas)
 attributes:
   check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
 options:
   name:

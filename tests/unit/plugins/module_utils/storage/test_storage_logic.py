@@ -14,7 +14,7 @@ from ansible_collections.gpunas.platform.plugins.module_utils import _mdadm, _zf
 
 HERE = Path(__file__).resolve().parent
 CASES = yaml.safe_load((HERE / 'logic_cases.yml').read_text())
-SNAPSHOT_TOOL = HERE.parents[4] / 'roles' / 'zfs' / 'files' / 'gpunas-zfs-snapshot'
+SNAPSHOT_TOOL = HERE.parents[4] / 'roles' / 'zfs' / 'files' / 'gpunas_zfs_snapshot.py'
 
 
 def ids(cases):

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 # Copyright (c) gpunas.platform contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Take a dated snapshot of one ZFS dataset and prune old ones that this tool made.
