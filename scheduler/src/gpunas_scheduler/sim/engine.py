@@ -219,6 +219,8 @@ class Simulator:
                 self._push(now + p.checkpoint_write_s, _EXIT, job.id, run.attempt)
             else:
                 self._push(pre.deadline, _WAKE)
+        if d.requeues:
+            self._push(now, _WAKE)
         for req in d.requeues:
             run = self.runs[req.job_id]
             if run.job.state is not JobState.PREEMPTING:
@@ -274,7 +276,7 @@ class Simulator:
             wait_tenant.setdefault(r.job.tenant, []).append(r.waited)
             wait_class.setdefault(r.job.job_class.name.lower(), []).append(r.waited)
         contended = {t: self.totals.contended.get(t, 0.0) for t in wait_tenant}
-        span = end - EPOCH
+        span = max((r.finished_at for r in finished if r.finished_at is not None), default=end) - EPOCH
         return Report(
             policy=self.name,
             trace=self.trace.name,
