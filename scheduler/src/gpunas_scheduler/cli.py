@@ -102,6 +102,9 @@ def serve(
 
     cfg = _config(config)
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if cfg.log_level != "debug":
+        # Readiness probes check the schema revision; alembic would log two lines per probe.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     server = build(cfg)
     if migrate_first:
         mig.upgrade(server.store.engine)

@@ -1,0 +1,156 @@
+"""Against real server processes: end-to-end, kill -9 during a submit burst, two servers on one
+PostgreSQL database with one leader."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from support.env import PgCluster, free_port, run_cli, spawn_server, whole_gpu_node, write_config
+
+SUBMIT = {"image": "pytorch:1", "job_class": "training", "resources": {"gpus": 1}}
+
+
+def bootstrap(config: Path) -> dict[str, str]:
+    """Tenant, user, admin and agent created with the CLI, tokens returned."""
+    assert run_cli("migrate", "--config", str(config)).returncode == 0
+    steps = [
+        ("admin", "tenant-set", "suwon", "--api-calls-per-day", "1000000"),
+        ("admin", "user-add", "alice", "--role", "tenant_member", "--tenant", "suwon"),
+        ("admin", "user-add", "root", "--role", "platform_admin"),
+        ("admin", "user-add", "node-a", "--role", "agent"),
+    ]
+    for step in steps:
+        res = run_cli(*step, "--config", str(config))
+        assert res.returncode == 0, res.stderr
+    tokens = {}
+    for user in ("alice", "root", "node-a"):
+        res = run_cli("admin", "token-create", user, "--config", str(config))
+        assert res.returncode == 0, res.stderr
+        tokens[user] = res.stdout.strip()
+    return tokens
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_spawned_server_end_to_end(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 's.db'}", port)
+    tokens = bootstrap(cfg)
+    srv = spawn_server(cfg, port, tmp_path / "server.log")
+    try:
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            r = c.put("/api/v1/nodes/node-a", json=whole_gpu_node(2), headers=auth(tokens["node-a"]))
+            assert r.status_code == 200, r.text
+            jid = c.post("/api/v1/jobs", json=SUBMIT, headers=auth(tokens["alice"])).json()["id"]
+            deadline = time.monotonic() + 10
+            state = "pending"
+            while state == "pending" and time.monotonic() < deadline:
+                time.sleep(0.1)
+                state = c.get(f"/api/v1/jobs/{jid}", headers=auth(tokens["alice"])).json()["state"]
+            assert state == "running"
+            assert c.get("/readyz").json()["detail"]["leader"] is True
+    finally:
+        # uvicorn re-raises the signal after its graceful shutdown, hence -SIGTERM.
+        assert srv.stop(signal.SIGTERM) in (0, -signal.SIGTERM)
+        assert "Application shutdown complete" in srv.log.read_text()
+
+
+def test_kill_9_during_submit_burst_loses_no_acknowledged_job(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = write_config(tmp_path, f"sqlite:///{tmp_path / 'crash.db'}", port)
+    tokens = bootstrap(cfg)
+    srv = spawn_server(cfg, port, tmp_path / "server.log")
+    acked: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def burst() -> None:
+        with httpx.Client(base_url=srv.url, timeout=5) as c:
+            while not stop.is_set():
+                try:
+                    r = c.post("/api/v1/jobs", json=SUBMIT, headers=auth(tokens["alice"]))
+                except httpx.HTTPError:
+                    return
+                if r.status_code == 201:
+                    with lock:
+                        acked.append(r.json()["id"])
+
+    workers = [threading.Thread(target=burst) for _ in range(8)]
+    for w in workers:
+        w.start()
+    time.sleep(1.5)
+    srv.proc.send_signal(signal.SIGKILL)
+    srv.proc.wait(timeout=10)
+    stop.set()
+    for w in workers:
+        w.join(timeout=10)
+    assert len(acked) > 100, f"burst too small to mean anything: {len(acked)}"
+
+    srv2 = spawn_server(cfg, port, tmp_path / "server2.log")
+    try:
+        with httpx.Client(base_url=srv2.url, timeout=30) as c:
+            seen: set[str] = set()
+            before = None
+            while True:
+                params: dict[str, str | int] = {"limit": 1000}
+                if before:
+                    params["before"] = before
+                page = c.get("/api/v1/jobs", params=params, headers=auth(tokens["root"])).json()
+                seen.update(j["id"] for j in page["jobs"])
+                before = page["next_before"]
+                if not before:
+                    break
+        missing = set(acked) - seen
+        assert not missing, f"{len(missing)} of {len(acked)} acknowledged jobs lost"
+    finally:
+        srv2.stop()
+
+
+def test_two_servers_on_postgresql_one_leader_and_failover(tmp_path: Path, pg_cluster: PgCluster) -> None:
+    url = pg_cluster.create_database("twoservers")
+    ports = [free_port(), free_port()]
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for d in dirs:
+        d.mkdir()
+    cfgs = [write_config(d, url, p) for d, p in zip(dirs, ports)]
+    tokens = bootstrap(cfgs[0])
+    servers = [spawn_server(c, p, d / "server.log") for c, p, d in zip(cfgs, ports, dirs)]
+    try:
+        time.sleep(1.0)
+        leaders = [httpx.get(s.url + "/readyz").json()["detail"]["leader"] for s in servers]
+        assert sorted(leaders) == [False, True]
+        leader, follower = (servers[0], servers[1]) if leaders[0] else (servers[1], servers[0])
+        # Both accept submits; only the leader schedules, and a follower's submit is scheduled too.
+        httpx.put(follower.url + "/api/v1/nodes/node-a", json=whole_gpu_node(4), headers=auth(tokens["node-a"]))
+        ids = [
+            httpx.post(s.url + "/api/v1/jobs", json=SUBMIT, headers=auth(tokens["alice"])).json()["id"]
+            for s in (leader, follower)
+        ]
+        time.sleep(1.0)
+        for jid in ids:
+            job = httpx.get(follower.url + f"/api/v1/jobs/{jid}", headers=auth(tokens["alice"])).json()
+            assert job["state"] == "running"
+        leader.proc.send_signal(signal.SIGKILL)
+        leader.proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if httpx.get(follower.url + "/readyz").json()["detail"]["leader"]:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the surviving server never took the leader lock")
+        httpx.post(follower.url + "/api/v1/nodes/node-a/heartbeat", json={}, headers=auth(tokens["node-a"]))
+        late = httpx.post(follower.url + "/api/v1/jobs", json=SUBMIT, headers=auth(tokens["alice"])).json()["id"]
+        time.sleep(1.0)
+        job = httpx.get(follower.url + f"/api/v1/jobs/{late}", headers=auth(tokens["alice"])).json()
+        assert job["state"] == "running"
+    finally:
+        for s in servers:
+            s.stop()
