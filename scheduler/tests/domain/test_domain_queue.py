@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from domain_factories import GIB, job, node, running
 from gpunas_scheduler.domain import schedule
-from gpunas_scheduler.domain.model import Allocation, GpuSlice, JobClass, Policy, Tenant, TenantUsage
+from gpunas_scheduler.domain.model import Allocation, GpuMode, GpuSlice, JobClass, Policy, Tenant, TenantUsage
 
 NOW = 1_800_000_000.0
 
@@ -77,3 +77,18 @@ def test_only_pending_jobs_are_considered():
     done = job("done", submitted_at=0)
     done.state = done.state.SUCCEEDED
     assert started([done, job("j", submitted_at=1)], [node("a", gpus=1)]) == ["j"]
+
+
+def test_a_failed_request_does_not_hide_a_smaller_one():
+    shared = node("s", gpus=1, memory_gib=24, mode=GpuMode.SHARED, nvlink_size=None)
+    filler = running(
+        job("filler", job_class=2, gpu_share_milli=100, gpu_memory_mib=20 * GIB),
+        Allocation("s", (GpuSlice(0, 20 * GIB, 100),), 1000, 1024),
+        NOW - 5,
+    )
+    pending = [
+        job("proportional", job_class=2, gpu_share_milli=300, submitted_at=1),
+        job("explicit", job_class=2, gpu_share_milli=500, gpu_memory_mib=2 * GIB, submitted_at=2),
+        job("bigger", job_class=2, gpu_share_milli=950, gpu_memory_mib=2 * GIB, submitted_at=3),
+    ]
+    assert started(pending, [shared], running_jobs=[filler]) == ["explicit"]

@@ -97,7 +97,7 @@ class GroupState:
 
 
 class NodeState:
-    __slots__ = ("free_cpu", "free_memory", "gpus", "groups", "jobs", "node", "order", "services")
+    __slots__ = ("free_cpu", "free_memory", "gpus", "groups", "jobs", "node", "order", "pools", "services")
 
     def __init__(self, node: Node, order: int, cpu_overcommit: float) -> None:
         self.node = node
@@ -108,6 +108,15 @@ class NodeState:
         self.groups: dict[int, GroupState] = {}
         self.jobs: dict[str, Job] = {}
         self.services: dict[str, int] = {}
+        self.pools: set[Pool] = {Pool.NONE} if node.schedulable else set()
+
+
+_POOLS_OF_MODE = {
+    GpuMode.WHOLE: (Pool.WHOLE,),
+    GpuMode.SHARED: (Pool.SHARE,),
+    GpuMode.MIG: (Pool.MIG,),
+    GpuMode.VGPU: (Pool.VGPU,),
+}
 
 
 def _share_sort_key(entry: tuple[tuple[float, ...], int, GpuState]) -> tuple[tuple[float, ...], int]:
@@ -152,6 +161,10 @@ class ClusterState:
                 gs = GpuState(ns, gpu, gpu_order, usable)
                 gpu_order += 1
                 ns.gpus[gpu.index] = gs
+                if usable:
+                    ns.pools.update(_POOLS_OF_MODE[gpu.mode])
+                    if gpu.mode is GpuMode.WHOLE and policy.shares_on_whole_gpus:
+                        ns.pools.add(Pool.SHARE)
                 if gpu.mode is GpuMode.WHOLE:
                     key = gpu.nvlink_group if gpu.nvlink_group is not None else PCIE_GROUP
                     group = ns.groups.get(key)

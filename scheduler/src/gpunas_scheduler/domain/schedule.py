@@ -138,8 +138,13 @@ def _quota(
 
 
 def _dominates(req: ResourceRequest, failed: ResourceRequest) -> bool:
-    """Whether ``req`` asks for at least as much as a request that already failed in this pass
-    (capacity only shrinks during a pass, so it cannot fit either)."""
+    """Whether ``req`` asks for at least as much of everything as ``failed``.
+
+    A share without explicit GPU memory takes memory in proportion to the GPU it lands on, which
+    is not comparable with an explicit amount, so such pairs never dominate each other.
+    """
+    if req.gpu_share_milli is not None and (req.gpu_memory_mib is None) != (failed.gpu_memory_mib is None):
+        return False
     return (
         req.gpus >= failed.gpus
         and (req.gpu_memory_mib or 0) >= (failed.gpu_memory_mib or 0)
@@ -149,6 +154,21 @@ def _dominates(req: ResourceRequest, failed: ResourceRequest) -> bool:
         and req.cpu_milli >= failed.cpu_milli
         and req.memory_mib >= failed.memory_mib
     )
+
+
+class _FailedRequests:
+    """Requests that found no room in this pass; capacity only shrinks during a pass, so anything
+    asking for at least as much fails too (checked exactly first, then by dominance)."""
+
+    __slots__ = ("by_pool", "exact")
+
+    def __init__(self) -> None:
+        self.exact: set[ResourceRequest] = set()
+        self.by_pool: dict[Pool, list[ResourceRequest]] = {}
+
+    def add(self, req: ResourceRequest) -> None:
+        self.exact.add(req)
+        self.by_pool.setdefault(req.pool, []).append(req)
 
 
 class _Pass:
@@ -175,7 +195,8 @@ class _Pass:
             if state.running[j].preempt_reason in (None, PreemptReason.PRIORITY)
         )
         self.load: dict[str, float] = {}
-        self.failed: dict[Pool, list[ResourceRequest]] = {}
+        self.failed = _FailedRequests()
+        self.preempt_failed = _FailedRequests()
 
     def _weight(self, tenant: str) -> float:
         t = self.tenants.get(tenant)
@@ -222,13 +243,12 @@ class _Pass:
             self.decisions.quota_held.append(job.id)
             return True
         req = job.request
-        failed = self.failed.get(req.pool)
-        if failed and job.service is None and any(_dominates(req, f) for f in failed):
+        if job.service is None and self._known_to_fail(req, self.failed):
             alloc = None
         else:
             alloc = self.state.find(job)
             if alloc is None and job.service is None:
-                self.failed.setdefault(req.pool, []).append(req)
+                self.failed.add(req)
         if alloc is not None:
             self.state.allocate(job, alloc, self.now)
             self.decisions.starts.append(Start(job.id, alloc))
@@ -239,6 +259,16 @@ class _Pass:
             self._try_preempt(job)
         return self.policy.backfill
 
+    @staticmethod
+    def _known_to_fail(req: ResourceRequest, failed: _FailedRequests) -> bool:
+        if req in failed.exact:
+            return True
+        shapes = failed.by_pool.get(req.pool)
+        if shapes and any(_dominates(req, f) for f in shapes):
+            failed.exact.add(req)
+            return True
+        return False
+
     def _try_preempt(self, job: Job) -> None:
         units = job.request.gpu_units
         if units <= self.incoming:
@@ -246,11 +276,17 @@ class _Pass:
             return
         if self.preempt_tries >= self.policy.max_preemptions_per_pass:
             return
+        req = job.request
+        if job.service is None and self._known_to_fail(req, self.preempt_failed):
+            return
         self.preempt_tries += 1
         state = self.state
         now = self.now
+        pool = req.pool
         best: tuple[float, int, list[Job]] | None = None
         for ns in state.nodes.values():
+            if pool not in ns.pools:
+                continue
             candidates = [
                 v
                 for v in ns.jobs.values()
@@ -259,7 +295,7 @@ class _Pass:
                 and v.id not in state.preempting
                 and now - (v.started_at if v.started_at is not None else now) >= v.min_runtime_s
             ]
-            if not candidates:
+            if not candidates or not state.fits_after_release(job, ns, candidates):
                 continue
             candidates.sort(key=lambda v: (v.work_at_risk_s(now), v.id))
             chosen: list[Job] = []
@@ -273,6 +309,8 @@ class _Pass:
                     best = (cost, len(chosen), list(chosen))
                     break
         if best is None:
+            if job.service is None:
+                self.preempt_failed.add(req)
             return
         for v in best[2]:
             _preempt(state, v, PreemptReason.PRIORITY, now, self.decisions, for_job=job.id)
