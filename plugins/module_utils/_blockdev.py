@@ -142,15 +142,22 @@ def holders_of(dev):
 def probe_disk(runner, bins, dev):
     """Run every probe on ``dev`` and return the list of findings (empty: safe to use).
 
+    A probe that cannot read the disk is itself a finding: what cannot be checked is not blank.
+
     ``bins`` maps tool names (lsblk, blkid, wipefs, mdadm, zdb) to paths; mdadm and zdb may be
     None when not installed, and their probes are then skipped.
     """
     _rc, out, _err = runner.run([bins['lsblk'], '--json', '--bytes', '--output', LSBLK_COLUMNS, dev])
     lsblk_devices = parse_lsblk(out)
-    rc, out, _err = runner.run([bins['blkid'], '-p', '-o', 'export', dev], ok_rcs=(0, 2))
+    unreadable = []
+    rc, out, err = runner.run([bins['blkid'], '-p', '-o', 'export', dev], ok_rcs=None)
     blkid = parse_key_values(out) if rc == 0 else {}
-    _rc, out, _err = runner.run([bins['wipefs'], '--no-act', '--json', dev])
-    signatures = parse_wipefs(out)
+    if rc not in (0, 2):
+        unreadable.append(f'blkid -p failed ({(err or out).strip()})')
+    rc, out, err = runner.run([bins['wipefs'], '--no-act', '--json', dev], ok_rcs=None)
+    signatures = parse_wipefs(out) if rc == 0 else []
+    if rc != 0:
+        unreadable.append(f'wipefs failed ({(err or out).strip()})')
     md_examine = {}
     if bins.get('mdadm'):
         rc, out, _err = runner.run([bins['mdadm'], '--examine', '--export', dev], ok_rcs=(0, 1))
@@ -159,7 +166,7 @@ def probe_disk(runner, bins, dev):
     if bins.get('zdb'):
         rc, out, _err = runner.run([bins['zdb'], '-l', dev], ok_rcs=None)
         zdb_pools = parse_zdb_labels(out) if rc == 0 else []
-    return assess(lsblk_devices, blkid, signatures, md_examine, zdb_pools, holders_of(dev))
+    return assess(lsblk_devices, blkid, signatures, md_examine, zdb_pools, holders_of(dev)) + unreadable
 
 
 def expand(name):
