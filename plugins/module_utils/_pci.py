@@ -54,7 +54,7 @@ def normalize_address(slot):
     domain = (match.group('domain') or '0000').lower()
     if len(domain) > 4 and int(domain[:-4], 16) == 0:
         domain = domain[-4:]
-    return '{}:{}'.format(domain, match.group('bdf').lower())
+    return f"{domain}:{match.group('bdf').lower()}"
 
 
 def parse_lspci_mm(text):

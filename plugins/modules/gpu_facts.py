@@ -25,7 +25,7 @@ description:
   - The module only reads. It never changes the host or any GPU setting.
   - An inventory value for O(has_nvidia_gpu) wins over detection and is reported as overridden.
 author:
-  - gpunas.platform developers
+  - gpunas.platform developers (@gpunas)
 requirements:
   - C(lspci) from pciutils on the target.
   - Optional, C(nvidia-smi) or the Python package C(nvidia-ml-py) on the target for the driver-side facts.
@@ -161,7 +161,9 @@ ansible_facts:
               memory_total_mib: 19968
           persistence_mode: "disabled"
     gpunas_gpu_driver:
-      description: What the NVIDIA driver reported; RV(ansible_facts.gpunas_gpu_driver.present=false) without one.
+      description:
+        - What the NVIDIA driver reported. C(present) is V(false) when no driver answered, and C(error) then
+          says why (no NVML library, no C(nvidia-smi), or its error message).
       returned: always
       type: dict
       sample:
@@ -318,20 +320,21 @@ def summary(gpus, has_gpu, overridden, driver):
     if gpus:
         counts = {}
         for gpu in gpus:
-            label = '{} ({}{})'.format(gpu['model'], gpu['architecture'] or 'unknown architecture',
-                                   ', MIG enabled' if gpu['mig_mode_current'] == 'enabled' else '')
+            architecture = gpu['architecture'] or 'unknown architecture'
+            mig = ', MIG enabled' if gpu['mig_mode_current'] == 'enabled' else ''
+            label = f"{gpu['model']} ({architecture}{mig})"
             counts[label] = counts.get(label, 0) + 1
         plural = '' if len(gpus) == 1 else 's'
         kinds = ', '.join(f'{n} x {label}' for label, n in counts.items())
         text = f'{len(gpus)} NVIDIA GPU{plural}: {kinds}'
         if driver['present']:
-            text += '; driver {}, CUDA {} ({})'.format(driver['version'], driver['cuda_version'], driver['source'])
+            text += f"; driver {driver['version']}, CUDA {driver['cuda_version']} ({driver['source']})"
         else:
             text += '; no NVIDIA driver answered'
     else:
         text = 'no NVIDIA GPU'
     if overridden:
-        text += '; has_nvidia_gpu overridden to %s by inventory' % ('true' if has_gpu else 'false')
+        text += f"; has_nvidia_gpu overridden to {'true' if has_gpu else 'false'} by inventory"
     return text
 
 

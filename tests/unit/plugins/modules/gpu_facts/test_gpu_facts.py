@@ -92,12 +92,10 @@ def run_case(case, tmp_path):
             mock.patch.object(basic.AnsibleModule, 'exit_json', side_effect=exit_json), \
             mock.patch.object(basic.AnsibleModule, 'fail_json', side_effect=fail_json), \
             mock.patch.object(_nvml, 'import_pynvml', return_value=nvml):
-        try:
+        with pytest.raises((Exited, Failed)) as outcome:
             gpu_facts.main()
-        except (Exited, Failed) as outcome:
-            result = outcome
     assert expected == [], f'commands not run: {expected!r}'
-    return result, ran, nvml
+    return outcome.value, ran, nvml
 
 
 @pytest.mark.parametrize('case', CASES, ids=[c['name'] for c in CASES])
@@ -118,7 +116,7 @@ def test_gpu_facts(case, tmp_path):
         assert len(facts['gpunas_gpus']) == len(case['gpus'])
         for gpu, wanted in zip(facts['gpunas_gpus'], case['gpus']):
             for key, value in wanted.items():
-                assert gpu[key] == value, '{} {}'.format(gpu['pci_address'], key)
+                assert gpu[key] == value, f"{gpu['pci_address']} {key}"
     nvml_used = nvml is not None and (case.get('params') or {}).get('use_nvml', True)
     if nvml_used and not case['pynvml'].get('fail_init'):
         assert nvml.calls == ['nvmlInit', 'nvmlShutdown']
