@@ -58,9 +58,12 @@ def test_only_lower_classes_are_preempted_and_only_by_allowed_classes():
     other_tune = job("tune2", job_class=JobClass.FINE_TUNING, submitted_at=NOW)
     assert schedule([other_tune], [tuning], [node("a", gpus=1)], {}, {}, NOW).preemptions == []
     inference = job("inf", job_class=JobClass.INFERENCE, submitted_at=NOW)
-    d = schedule([inference], [tuning], [node("a", gpus=1)], {}, {}, NOW)
+    assert schedule([inference], [tuning], [node("a", gpus=1)], {}, {}, NOW).preemptions == []
+    wider = Policy(preempt_max_class=JobClass.INFERENCE)
+    d = schedule([inference], [tuning], [node("a", gpus=1)], {}, {}, NOW, wider)
     assert [p.job_id for p in d.preemptions] == ["tune"]
-    d = schedule([inference], [tuning], [node("a", gpus=1)], {}, {}, NOW, Policy(preemption=False))
+    urgent = job("urgent", job_class=JobClass.URGENT_INFERENCE, submitted_at=NOW)
+    d = schedule([urgent], [tuning], [node("a", gpus=1)], {}, {}, NOW, Policy(preemption=False))
     assert d.preemptions == []
 
 

@@ -330,29 +330,32 @@ class ClusterState:
     def free_gpu_units(self) -> float:
         return sum(gs.free_share for ns in self.nodes.values() for gs in ns.gpus.values() if gs.usable) / 1000.0
 
-    def _node_fits(self, ns: NodeState, job: Job) -> bool:
+    def _node_fits(self, ns: NodeState, job: Job, host: bool = True) -> bool:
         req = job.request
-        if ns.free_cpu < req.cpu_milli or ns.free_memory < req.memory_mib:
+        if host and (ns.free_cpu < req.cpu_milli or ns.free_memory < req.memory_mib):
             return False
         return job.service is None or job.service not in ns.services
 
-    def find(self, job: Job) -> Allocation | None:
-        """Best allocation for ``job`` under the policy, or None when nothing fits now."""
+    def find(self, job: Job, host: bool = True) -> Allocation | None:
+        """Best allocation for ``job`` under the policy, or None when nothing fits now.
+
+        ``host=False`` ignores node CPU and memory (used to tell GPU fragmentation from host limits).
+        """
         pool = job.request.pool
         if pool is Pool.WHOLE:
-            return self._find_whole(job)
+            return self._find_whole(job, host)
         if pool is Pool.SHARE:
-            return self._find_share(job)
+            return self._find_share(job, host)
         if pool is Pool.MIG:
-            return self._find_profiled(job, self._mig.get(job.request.mig_profile or "", {}), mig=True)
+            return self._find_profiled(job, self._mig.get(job.request.mig_profile or "", {}), True, host)
         if pool is Pool.VGPU:
-            return self._find_profiled(job, self._vgpu.get(job.request.vgpu_profile or "", {}), mig=False)
-        return self._find_cpu_only(job)
+            return self._find_profiled(job, self._vgpu.get(job.request.vgpu_profile or "", {}), False, host)
+        return self._find_cpu_only(job, host)
 
     def _alloc(self, ns: NodeState, req: ResourceRequest, slices: list[GpuSlice]) -> Allocation:
         return Allocation(ns.node.name, tuple(slices), req.cpu_milli, req.memory_mib)
 
-    def _find_whole(self, job: Job) -> Allocation | None:
+    def _find_whole(self, job: Job, host: bool) -> Allocation | None:
         req = job.request
         need = req.gpus
         need_mem = req.gpu_memory_mib or 0
@@ -370,7 +373,7 @@ class ClusterState:
                 if entry[1] != group.version:
                     heapq.heappop(heap)
                     continue
-                ok = not (strict and group.key == PCIE_GROUP) and self._node_fits(group.node, job)
+                ok = not (strict and group.key == PCIE_GROUP) and self._node_fits(group.node, job, host)
                 if ok:
                     fitting = [g for g in group.free if g.gpu.memory_mib >= need_mem]
                     if len(fitting) >= need:
@@ -391,21 +394,21 @@ class ClusterState:
             return req.gpu_memory_mib
         return (gs.gpu.memory_mib * (req.gpu_share_milli or 0) + 999) // 1000
 
-    def _find_share(self, job: Job) -> Allocation | None:
+    def _find_share(self, job: Job, host: bool) -> Allocation | None:
         req = job.request
         share = req.gpu_share_milli or 0
         i = bisect.bisect_left(self._share, float(share), key=_share_free)
         for _key, _order, gs in self._share[i:]:
             mem = self._share_memory(gs, req)
-            if gs.free_memory >= mem and self._node_fits(gs.node, job):
+            if gs.free_memory >= mem and self._node_fits(gs.node, job, host):
                 return self._alloc(gs.node, req, [GpuSlice(gs.gpu.index, mem, share)])
         return None
 
-    def _find_profiled(self, job: Job, candidates: dict[int, GpuState], mig: bool) -> Allocation | None:
+    def _find_profiled(self, job: Job, candidates: dict[int, GpuState], mig: bool, host: bool) -> Allocation | None:
         req = job.request
         best: tuple[tuple[float, ...], _Candidate] | None = None
         for gs in candidates.values():
-            if not self._node_fits(gs.node, job):
+            if not self._node_fits(gs.node, job, host):
                 continue
             if mig:
                 free_ids = gs.free_mig.get(req.mig_profile or "", [])
@@ -437,9 +440,9 @@ class ClusterState:
             sl = GpuSlice(gs.gpu.index, mem, 0, vgpu_slot=int(cand.slot) if cand.slot is not None else None)
         return self._alloc(gs.node, req, [sl])
 
-    def _find_cpu_only(self, job: Job) -> Allocation | None:
+    def _find_cpu_only(self, job: Job, host: bool) -> Allocation | None:
         for ns in self.nodes.values():
-            if ns.node.schedulable and self._node_fits(ns, job):
+            if ns.node.schedulable and self._node_fits(ns, job, host):
                 return self._alloc(ns, job.request, [])
         return None
 

@@ -329,7 +329,7 @@ class Policy:
     preemption: bool = True
     half_life_s: float = 7 * 24 * 3600.0
     running_charge_s: float = 3600.0
-    preempt_max_class: JobClass = JobClass.INFERENCE
+    preempt_max_class: JobClass = JobClass.URGENT_INFERENCE
     max_preemptions_per_pass: int = 16
     max_runtime_s: dict[JobClass, float] = field(default_factory=lambda: dict(DEFAULT_MAX_RUNTIME_S))
     gpu_quota_classes: frozenset[JobClass] = frozenset(JobClass)

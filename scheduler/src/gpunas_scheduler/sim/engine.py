@@ -233,24 +233,27 @@ class Simulator:
 
     # -------------------------------------------------------------- metrics
     def _sample(self) -> tuple[bool, bool]:
-        """(a pending job fits now, a pending job is blocked although enough GPUs are free)."""
+        """(a pending job fits now, a pending job is blocked by GPU fragmentation).
+
+        Blocked by fragmentation: the job's GPU demand is no more than the free GPU capacity in
+        total, yet its GPUs fit on no node even ignoring node CPU and memory.
+        """
         free = self.capacity - self.allocated_units
         fit = frag = False
-        failed: list[object] = []
+        seen: set[tuple[object, ...]] = set()
         checks = 0
         for job in self.pending.values():
             if checks >= self.params.max_fit_checks or (fit and frag):
                 break
             key = (job.request, job.service)
-            if key in failed:
+            if key in seen:
                 continue
+            seen.add(key)
             checks += 1
             if self.state.find(job) is not None:
                 fit = True
-            else:
-                failed.append(key)
-                if job.request.gpu_units <= free:
-                    frag = True
+            elif job.request.gpu_units <= free and self.state.find(job, host=False) is None:
+                frag = True
         return fit, frag
 
     def _integrate(self, t0: float, t1: float, flags: tuple[bool, bool]) -> None:
@@ -287,7 +290,11 @@ class Simulator:
             p95_jct_s=percentile(jct, 95.0),
             avg_wait_s_by_tenant={k: sum(v) / len(v) for k, v in sorted(wait_tenant.items())},
             avg_wait_s_by_class={k: sum(v) / len(v) for k, v in sorted(wait_class.items())},
-            jain_fairness=jain_index([contended[t] / self.trace.weights.get(t, 1.0) for t in sorted(contended)]),
+            jain_fairness=(
+                jain_index([contended[t] / self.trace.weights.get(t, 1.0) for t in sorted(contended)])
+                if any(contended.values())
+                else None
+            ),
             idle_while_fit_gpu_h=self.totals.idle_while_fit / 3600.0,
             fragmented_gpu_h=self.totals.fragmented / 3600.0,
             preemptions=dict(sorted(self.totals.preemptions.items())),

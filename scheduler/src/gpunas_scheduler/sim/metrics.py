@@ -37,7 +37,7 @@ class Report:
     p95_jct_s: float
     avg_wait_s_by_tenant: dict[str, float] = field(default_factory=dict)
     avg_wait_s_by_class: dict[str, float] = field(default_factory=dict)
-    jain_fairness: float = 1.0
+    jain_fairness: float | None = None
     idle_while_fit_gpu_h: float = 0.0
     fragmented_gpu_h: float = 0.0
     preemptions: dict[str, int] = field(default_factory=dict)
@@ -70,6 +70,8 @@ def _cell(report: Report, attr: str) -> str:
     if attr == "finished":
         return f"{report.finished} / {report.unfinished}"
     value = getattr(report, attr)
+    if value is None:
+        return "n/a (no job waited)"
     if attr.endswith("_s"):
         return f"{value / 3600.0:.2f}"
     if isinstance(value, dict):
