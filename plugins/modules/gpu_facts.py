@@ -316,7 +316,7 @@ def merge_driver_view(gpus, view):
 
 
 def summary(gpus, has_gpu, overridden, driver):
-    """``2 NVIDIA GPUs: 2 x H100 SXM5 80GB (Hopper); driver 550.54.15, CUDA 12.4 (nvml)``."""
+    """``2 NVIDIA GPUs: 1 x GeForce RTX 5090 (Blackwell), 1 x A100 PCIe 40GB (Ampere); NVIDIA driver not queried``."""
     if gpus:
         counts = {}
         for gpu in gpus:
@@ -329,8 +329,10 @@ def summary(gpus, has_gpu, overridden, driver):
         text = f'{len(gpus)} NVIDIA GPU{plural}: {kinds}'
         if driver['present']:
             text += f"; driver {driver['version']}, CUDA {driver['cuda_version']} ({driver['source']})"
-        else:
+        elif driver['error']:
             text += '; no NVIDIA driver answered'
+        else:
+            text += '; NVIDIA driver not queried'
     else:
         text = 'no NVIDIA GPU'
     if overridden:
