@@ -94,3 +94,20 @@ def test_read_sysfs_on_this_machine():
         assert facts['kernel_driver'] == (os.path.basename(os.readlink(driver)) if driver.is_symlink() else 'none')
         numa = int((dev / 'numa_node').read_text()) if (dev / 'numa_node').exists() else -1
         assert facts['numa_node'] == (numa if numa >= 0 else None)
+
+
+# NVSwitch chips enumerate as "Bridge [0680]" (as in the real `lspci -Dnn` line
+# "Bridge [0680]: NVIDIA Corporation GH100 [H100 NVSwitch] [10de:22a3]" of an HGX H100 host);
+# no machine-readable capture with one was available, so these records are built from pci.ids names.
+@pytest.mark.parametrize('device_id, name, group', [
+    ('22a3', 'GH100 [H100 NVSwitch]', 'nvswitches'),
+    ('1af1', 'GA100 [A100 NVSwitch]', 'nvswitches'),
+    ('0269', 'MCP51 Ethernet Controller', 'bridges'),
+])
+def test_nvswitch_is_recognised_by_id_or_name_not_by_class(device_id, name, group):
+    record = {'pci_address': '0000:07:00.0', 'vendor_id': '10de', 'class_id': '0680', 'device_id': device_id,
+              'device_name': name}
+    found = _pci.classify_nvidia([record])
+    assert found[group] == [record]
+    assert sum(len(v) for v in found.values()) == 1
+
