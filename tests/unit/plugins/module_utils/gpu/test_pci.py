@@ -110,4 +110,3 @@ def test_nvswitch_is_recognised_by_id_or_name_not_by_class(device_id, name, grou
     found = _pci.classify_nvidia([record])
     assert found[group] == [record]
     assert sum(len(v) for v in found.values()) == 1
-
