@@ -219,22 +219,32 @@ class _Pass:
         by_class: dict[int, dict[str, list[Job]]] = {}
         for job in jobs:
             by_class.setdefault(int(job.job_class), {}).setdefault(job.tenant, []).append(job)
+        consider = self.consider
         for cls in sorted(by_class):
             queues = by_class[cls]
-            heap: list[tuple[float, float, str, str, int]] = []
+            if len(queues) == 1:
+                for queue in queues.values():
+                    queue.sort(key=_fifo_key)
+                    for job in queue:
+                        consider(job)
+                continue
+            # (load, head submitted_at, head id, position, queue, tenant): ids are unique, so
+            # comparisons never reach the list.
+            heap: list[tuple[float, float, str, int, list[Job], str]] = []
             for tenant, queue in queues.items():
                 queue.sort(key=_fifo_key)
                 head = queue[0]
-                heap.append((self._tenant_load(tenant), head.submitted_at, head.id, tenant, 0))
+                heap.append((self._tenant_load(tenant), head.submitted_at, head.id, 0, queue, tenant))
             heapq.heapify(heap)
             while heap:
-                _load, _sub, _id, tenant, idx = heapq.heappop(heap)
-                queue = queues[tenant]
-                self.consider(queue[idx])
+                _load, _sub, _id, idx, queue, tenant = heap[0]
+                consider(queue[idx])
                 idx += 1
                 if idx < len(queue):
                     head = queue[idx]
-                    heapq.heappush(heap, (self._tenant_load(tenant), head.submitted_at, head.id, tenant, idx))
+                    heapq.heapreplace(heap, (self._tenant_load(tenant), head.submitted_at, head.id, idx, queue, tenant))
+                else:
+                    heapq.heappop(heap)
 
     def consider(self, job: Job) -> bool:
         """Try to start ``job``; returns False when the queue must stop here (no backfill)."""
