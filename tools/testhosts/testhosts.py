@@ -272,12 +272,15 @@ def start_vm(image: Path, spec: dict, state: Path) -> dict:
         str(image / "initrd.img"),
         "-append",
         "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet",
+        # Fixed PCI slots: the root disk probes first and stays /dev/vda whatever disks follow.
         "-drive",
-        f"file={overlay},if=virtio,format=qcow2,discard=unmap",
+        f"file={overlay},if=none,id=root,format=qcow2,discard=unmap",
+        "-device",
+        "virtio-blk-pci,drive=root,addr=0x4",
         "-netdev",
         f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
         "-device",
-        "virtio-net-pci,netdev=net0",
+        "virtio-net-pci,netdev=net0,addr=0x5",
         "-pidfile",
         str(vm / "qemu.pid"),
         "-daemonize",
@@ -290,7 +293,7 @@ def start_vm(image: Path, spec: dict, state: Path) -> dict:
             "-drive",
             f"file={disk},if=none,id=disk{index},format=raw,discard=unmap",
             "-device",
-            f"virtio-blk-pci,drive=disk{index},serial=disk{index}",
+            f"virtio-blk-pci,drive=disk{index},serial=disk{index},addr={0x10 + index:#x}",
         ]
     run(cmd, f"starting VM {name}")
     (vm / "port").write_text(str(port))
@@ -319,7 +322,8 @@ def wait_for_ssh(image: Path, config: dict, state: Path) -> None:
         time.sleep(3)
     console = state / config["instance"] / "console.log"
     tail = console.read_text(errors="replace").splitlines()[-20:] if console.exists() else []
-    raise Refusal(f"VM {config['instance']} did not answer SSH in {VM_BOOT_TIMEOUT} s; console:\n  " + "\n  ".join(tail))
+    console_tail = "\n  ".join(tail)
+    raise Refusal(f"VM {config['instance']} did not answer SSH in {VM_BOOT_TIMEOUT} s; console:\n  {console_tail}")
 
 
 def parse_size(text: str) -> int:
