@@ -116,3 +116,10 @@ def build(config: Config, *, clock: Clock = system_clock, run_loop: bool = True)
     server = Server(config=config, store=store, service=service, loop=loop, app=app)
     holder["server"] = server
     return server
+
+
+def configure_logging(config: Config) -> None:
+    logging.basicConfig(level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if config.log_level != "debug":
+        # Readiness probes check the schema revision; alembic would log two lines per probe.
+        logging.getLogger("alembic").setLevel(logging.WARNING)

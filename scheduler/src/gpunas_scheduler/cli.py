@@ -93,35 +93,31 @@ def serve(
     migrate_first: Annotated[bool, typer.Option("--migrate", help="Upgrade the schema before serving")] = False,
 ) -> None:
     """Run the API server and the scheduling loop."""
-    import logging
-
     import uvicorn
 
-    from gpunas_scheduler.app import build
+    from gpunas_scheduler.app import build, configure_logging
     from gpunas_scheduler.store import migrate as mig
+    from gpunas_scheduler.store.sql import make_engine
 
     cfg = _config(config)
-    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if cfg.log_level != "debug":
-        # Readiness probes check the schema revision; alembic would log two lines per probe.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-    server = build(cfg)
+    configure_logging(cfg)
+    engine = make_engine(cfg.database_url)
     if migrate_first:
-        mig.upgrade(server.store.engine)
-    current, head = mig.current(server.store.engine), mig.head()
+        mig.upgrade(engine)
+    current, head = mig.current(engine), mig.head()
+    engine.dispose()
     if current != head:
-        server.store.close()
         _fail(f"database schema is at {current or 'empty'}, expected {head}: run 'gpunas-scheduler migrate'", 3)
-    uvicorn.run(
-        server.app,
-        host=cfg.listen_host,
-        port=cfg.listen_port,
-        ssl_certfile=None if cfg.tls_cert_file is None else str(cfg.tls_cert_file),
-        ssl_keyfile=None if cfg.tls_key_file is None else str(cfg.tls_key_file),
-        log_level=cfg.log_level,
-        access_log=cfg.log_level == "debug",
-        timeout_graceful_shutdown=10,
-    )
+    common: dict[str, Any] = {
+        "host": cfg.listen_host,
+        "port": cfg.listen_port,
+        "ssl_certfile": None if cfg.tls_cert_file is None else str(cfg.tls_cert_file),
+        "ssl_keyfile": None if cfg.tls_key_file is None else str(cfg.tls_key_file),
+        "log_level": cfg.log_level,
+        "access_log": cfg.log_level == "debug",
+        "timeout_graceful_shutdown": 10,
+    }
+    uvicorn.run(build(cfg).app, **common)
 
 
 @app.command()
