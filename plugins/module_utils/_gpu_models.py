@@ -13,7 +13,8 @@ Sources (checked 2026-11-23):
 * MIG profiles: NVIDIA MIG User Guide, "Supported MIG Profiles"
   (https://docs.nvidia.com/datacenter/tesla/mig-user-guide/supported-mig-profiles.html);
 * vGPU support: NVIDIA Virtual GPU Software supported-GPU list (data-centre and RTX
-  professional boards; GeForce boards are not supported).
+  professional boards; GeForce boards are not supported); HGX H200 and HGX B200 are listed as
+  vGPU platforms in https://docs.nvidia.com/ai-enterprise/release-8/8.0/infra-software/vgpu/features/nvswitch.html.
 
 Lookups never fail: an id that is not in the table gets a generic entry built from what
 ``lspci`` says about the device (see ``describe``).
