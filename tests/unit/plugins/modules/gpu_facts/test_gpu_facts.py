@@ -91,9 +91,9 @@ def run_case(case, tmp_path):
             mock.patch.object(basic.AnsibleModule, 'get_bin_path', get_bin_path), \
             mock.patch.object(basic.AnsibleModule, 'exit_json', side_effect=exit_json), \
             mock.patch.object(basic.AnsibleModule, 'fail_json', side_effect=fail_json), \
-            mock.patch.object(_nvml, 'import_pynvml', return_value=nvml):
-        with pytest.raises((Exited, Failed)) as outcome:
-            gpu_facts.main()
+            mock.patch.object(_nvml, 'import_pynvml', return_value=nvml), \
+            pytest.raises((Exited, Failed)) as outcome:
+        gpu_facts.main()
     assert expected == [], f'commands not run: {expected!r}'
     return outcome.value, ran, nvml
 
