@@ -163,7 +163,9 @@ def main():
     args = parser.parse_args()
     if not shutil.which('lspci'):
         sys.exit('lspci is needed for the real-host measurements: install pciutils')
-    print(f'gpu_facts benchmark, {args.runs} runs each, python {sys.version.split()[0]}')
+    load = ', '.join(f'{value:.2f}' for value in os.getloadavg())
+    print(f'gpu_facts benchmark, {args.runs} runs each, python {sys.version.split()[0]}, '
+          f'{os.cpu_count()} CPUs, load average {load} (numbers grow with load: compare against the baselines)')
     bench_in_process(args.runs)
     bench_subprocess(max(5, args.runs // 3))
     bench_replay(args.runs)
