@@ -1,11 +1,13 @@
 # Copyright (c) gpunas.platform contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PCI discovery: parse ``lspci -D -mm -nn`` and read per-device facts from sysfs.
+"""PCI discovery: parse ``lspci -D -mm -nn -d 10de:`` and read per-device facts from sysfs.
 
 ``lspci -mm`` is lspci's machine-readable format: one device per line, the slot followed by
 quoted fields (class, vendor, device, then ``-rXX`` revision and ``-pXX`` prog-if options,
 then subsystem vendor and device, which may be empty strings). With ``-nn`` every name ends
-in its numeric id in brackets: ``"NVIDIA Corporation [10de]"``.
+in its numeric id in brackets: ``"NVIDIA Corporation [10de]"``. ``-d 10de:`` asks only for
+NVIDIA devices: on a host without any, lspci never loads its name database, which is most of
+its run time.
 
 Parsing is pure. ``read_sysfs`` is the only function that touches the file system; its root
 is a parameter so tests and chroots can point it elsewhere.
@@ -19,7 +21,7 @@ import shlex
 
 from ansible_collections.gpunas.platform.plugins.module_utils import _gpu_models
 
-LSPCI_ARGS = ['-D', '-mm', '-nn']
+LSPCI_ARGS = ['-D', '-mm', '-nn', '-d', f'{_gpu_models.NVIDIA_VENDOR_ID}:']
 
 _NAME_ID = re.compile(r'^(?P<name>.*?)\s*\[(?P<id>[0-9a-fA-F]{4})\]$')
 _SLOT = re.compile(r'^(?:(?P<domain>[0-9a-fA-F]{4,}):)?(?P<bdf>[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])$')

@@ -10,8 +10,8 @@ module: gpu_facts
 short_description: Discover NVIDIA GPUs, their capabilities and the driver's view of them
 version_added: 0.1.0
 description:
-  - Finds NVIDIA devices (PCI vendor C(10de)) with C(lspci -D -mm -nn) and reports every display-class
-    device (VGA and 3D controllers) as a GPU. NVSwitch chips and other NVIDIA bridges are reported
+  - Finds NVIDIA devices (PCI vendor C(10de)) with C(lspci -D -mm -nn -d 10de:) and reports every
+    display-class device (VGA and 3D controllers) as a GPU. NVSwitch chips and other NVIDIA bridges are reported
     separately and are not counted as GPUs.
   - For each GPU it reports the PCI address, vendor, device and subsystem ids, model name, architecture,
     nominal memory, whether MIG and vGPU are supported (from a table of device ids kept as data in the
@@ -210,7 +210,7 @@ commands:
   returned: always
   type: list
   elements: list
-  sample: [["/usr/bin/lspci", "-D", "-mm", "-nn"], ["/usr/bin/nvidia-smi", "-q", "-x"]]
+  sample: [["/usr/bin/lspci", "-D", "-mm", "-nn", "-d", "10de:"], ["/usr/bin/nvidia-smi", "-q", "-x"]]
 """
 
 from ansible.module_utils.basic import AnsibleModule

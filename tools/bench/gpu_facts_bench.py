@@ -6,7 +6,7 @@
 Three measurements, each next to a baseline taken in the same process:
 
 1. in-process, real host: ``gather()`` (AnsibleModule set-up + lspci + sysfs + facts) against
-   this machine's real ``lspci`` and ``/sys``. Baseline: running ``lspci -D -mm -nn`` alone.
+   this machine's real ``lspci`` and ``/sys``. Baseline: running ``lspci -D -mm -nn -d 10de:`` alone.
    Target: <= 50 ms without a driver.
 2. subprocess, real host: the module file run as Ansible runs a module
    (``python gpu_facts.py <args.json>``), interpreter start-up and imports included.
@@ -38,7 +38,7 @@ from unittest import mock
 
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.gpunas.platform.plugins.module_utils import _nvidia_smi
+from ansible_collections.gpunas.platform.plugins.module_utils import _nvidia_smi, _pci
 from ansible_collections.gpunas.platform.plugins.modules import gpu_facts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,7 +131,7 @@ def bench_replay(runs):
     try:
         bindir = workdir / 'bin'
         bindir.mkdir()
-        lspci = write_replay(bindir, 'lspci', {'-D -mm -nn': REPLAY_LSPCI})
+        lspci = write_replay(bindir, 'lspci', {'-D -mm -nn -d 10de:': REPLAY_LSPCI})
         smi = write_replay(bindir, 'nvidia-smi', {'-q -x': REPLAY_QUERY, 'topo -m': TOPOLOGY_8GPU})
         sysfs = workdir / 'sys'
         driver = sysfs / 'bus' / 'pci' / 'drivers' / 'nvidia'
@@ -145,7 +145,7 @@ def bench_replay(runs):
             facts, commands = run_gather(params)
             assert [c[0] for c in commands] == [str(lspci), str(smi)], commands
             assert facts['gpunas_gpu_driver']['present'], facts['gpunas_gpu_driver']
-            baseline = timed(lambda: (subprocess.run([str(lspci), '-D', '-mm', '-nn'], capture_output=True, check=True),
+            baseline = timed(lambda: (subprocess.run([str(lspci), *_pci.LSPCI_ARGS], capture_output=True, check=True),
                                       subprocess.run([str(smi), '-q', '-x'], capture_output=True, check=True)), runs)
             samples = timed(lambda: run_gather(params), runs)
         report('3. REPLAY driver path: lspci 2 GPUs + nvidia-smi -q -x 1 GPU', samples, baseline)
