@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI
 
@@ -23,6 +25,24 @@ from gpunas_scheduler.store.leader import leader_lock_for
 from gpunas_scheduler.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+    trim = getattr(libc, "malloc_trim", None)
+    return None if trim is None else cast(Callable[[int], int], trim)
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def _release_free_memory() -> None:
+    """Hand the memory a pass freed back to the OS (glibc keeps it in its arenas otherwise)."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 def settings_from(config: Config) -> Settings:
@@ -54,7 +74,8 @@ class Server:
     def tick(self) -> None:
         """Flush API-call counters, then run a scheduling pass if this server leads."""
         self.service.meter.flush()
-        self.loop.run_once()
+        if self.loop.run_once() is not None:
+            _release_free_memory()
 
     def _run(self) -> None:
         while not self._stop.wait(self.config.schedule_interval_s):

@@ -181,3 +181,21 @@ def test_failed_group_commit_fails_every_waiter(store: Store) -> None:
     with pytest.raises(Exception):  # noqa: B017 - IntegrityError (SQL) or KeyError (memory)
         dup.result(timeout=10)
     assert store.count_jobs() == 1
+
+
+def test_trimmed_specs_for_the_loop_never_overwrite_the_stored_spec(store: Store) -> None:
+    add(store, job(1))
+    [trimmed] = store.active_jobs(["pending"], frozenset({"resources"}))
+    assert trimmed.spec == {"resources": {"gpus": 1}}
+    trimmed.state = "running"
+    assert store.commit(Changeset(jobs=[(trimmed, trimmed.version)])) == set()
+    full = store.get_job(trimmed.id)
+    assert full is not None and full.state == "running"
+    assert full.spec == {"image": "img", "resources": {"gpus": 1}}
+
+
+def test_positional_insert_rows_follow_the_column_list() -> None:
+    from gpunas_scheduler.store.sql import _JOB_COLUMNS, _job_row, _job_tuple
+
+    rec = JobRecord("a", "t", "u", 4, "pending", 1, 1.0, {"x": 1}, reason="r", checkpoint_ref="c", preempt_reason="p")
+    assert _job_tuple(rec) == tuple(_job_row(rec, 1)[c] for c in _JOB_COLUMNS)

@@ -30,10 +30,17 @@ from gpunas_scheduler.service.records import (
     EventRecord,
     FairshareRecord,
     JobRecord,
+    JsonDict,
     TenantEventRecord,
 )
 
 log = logging.getLogger(__name__)
+
+# What a pass reads from a job's spec (see convert.job_from_record) and its events.
+SCHEDULING_SPEC_KEYS = frozenset(
+    {"resources", "service", "max_runtime_s", "checkpoint_grace_s", "min_runtime_s", "checkpoint_signal"}
+)
+_NO_SPEC: JsonDict = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +69,7 @@ class SchedulingLoop:
         if not self.is_leader:
             return None
         store, now, settings = svc.store, svc.clock(), svc.settings
-        recs = {r.id: r for r in store.active_jobs([str(s) for s in ACTIVE])}
+        recs = {r.id: r for r in store.active_jobs([str(s) for s in ACTIVE], SCHEDULING_SPEC_KEYS)}
         ch = Changeset()
 
         node_recs = store.list_nodes()
@@ -84,7 +91,14 @@ class SchedulingLoop:
                     EventRecord(r.id, now, "requeued", {"reason": "node_down", "node": lost_on, "attempt": r.attempts})
                 )
 
-        jobs = {r.id: job_from_record(r) for r in recs.values()}
+        jobs = {}
+        signals: dict[str, str] = {}
+        for r in recs.values():
+            jobs[r.id] = job_from_record(r)
+            if r.state != JobState.PENDING:
+                signals[r.id] = str(r.spec.get("checkpoint_signal", "SIGTERM"))
+            # Specs are never rewritten by updates; dropping them here halves the pass's memory.
+            r.spec = _NO_SPEC
         pending = [j for j in jobs.values() if j.state is JobState.PENDING]
         running = [j for j in jobs.values() if j.state in (JobState.RUNNING, JobState.PREEMPTING)]
         nodes = [node_from_record(n) for n in node_recs]
@@ -153,7 +167,7 @@ class SchedulingLoop:
                         "reason": str(p.reason),
                         "deadline": p.deadline,
                         "for_job": p.for_job,
-                        "signal": jr.spec.get("checkpoint_signal", "SIGTERM"),
+                        "signal": signals.get(jr.id, "SIGTERM"),
                         "node": jr.node,
                     },
                 )

@@ -36,7 +36,8 @@ class Changeset:
     """Writes applied in one transaction.
 
     ``jobs`` are conditional updates: each record carries the version it was read at and is
-    written only if the stored version still matches (optimistic concurrency between the
+    written only if the stored version still matches. A job's spec is immutable after submit and
+    is never rewritten by an update (optimistic concurrency between the
     scheduling loop and API calls, also across servers sharing one PostgreSQL database).
     """
 
@@ -88,7 +89,9 @@ class Store(Protocol):
     ) -> list[JobRecord]:
         """Newest first (ids are time-ordered); ``before`` is an exclusive id cursor."""
 
-    def active_jobs(self, states: Iterable[str]) -> list[JobRecord]: ...
+    def active_jobs(self, states: Iterable[str], spec_keys: frozenset[str] | None = None) -> list[JobRecord]:
+        """Jobs in ``states``, oldest first; with ``spec_keys`` only those keys of each spec are kept
+        (the scheduling loop does not need images, commands or environments in memory)."""
 
     def job_events(self, job_id: str, limit: int) -> list[EventRecord]: ...
 

@@ -80,6 +80,8 @@ class MemoryStore:
             for job, expected in ch.jobs:
                 if job.id in conflicts:
                     continue
+                if expected != 0:
+                    job.spec = self._jobs[job.id].spec
                 job.version = expected + 1
                 self._jobs[job.id] = job
             for ev in ch.job_events:
@@ -117,12 +119,16 @@ class MemoryStore:
         rows.sort(key=lambda j: j.id, reverse=True)
         return copy.deepcopy(rows[:limit])
 
-    def active_jobs(self, states: Iterable[str]) -> list[JobRecord]:
+    def active_jobs(self, states: Iterable[str], spec_keys: frozenset[str] | None = None) -> list[JobRecord]:
         wanted = set(states)
         with self._lock:
             rows = [j for j in self._jobs.values() if j.state in wanted]
         rows.sort(key=lambda j: j.id)
-        return copy.deepcopy(rows)
+        out = copy.deepcopy(rows)
+        if spec_keys is not None:
+            for j in out:
+                j.spec = {k: v for k, v in j.spec.items() if k in spec_keys}
+        return out
 
     def job_events(self, job_id: str, limit: int) -> list[EventRecord]:
         with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import sys
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future
@@ -143,16 +144,19 @@ def _event_tuple(ev: EventRecord) -> tuple[Any, ...]:
     return (ev.job_id, ev.at, ev.kind, _dumps(ev.detail))
 
 
-def _job_record(row: Any) -> JobRecord:
+def _job_record(row: Any, spec_keys: frozenset[str] | None = None) -> JobRecord:
+    spec = json.loads(row.spec)
+    if spec_keys is not None:
+        spec = {k: v for k, v in spec.items() if k in spec_keys}
     return JobRecord(
         id=row.id,
-        tenant=row.tenant,
-        user=row.user,
+        tenant=sys.intern(row.tenant),
+        user=sys.intern(row.user),
         job_class=row.job_class,
-        state=row.state,
+        state=sys.intern(row.state),
         gpus=row.gpus,
         submitted_at=row.submitted_at,
-        spec=json.loads(row.spec),
+        spec=spec,
         attempts=row.attempts,
         node=row.node,
         started_at=row.started_at,
@@ -358,6 +362,7 @@ class SqlStore:
                 continue
             row = _job_row(job, expected + 1)
             del row["id"]
+            del row["spec"]
             res = conn.execute(update(t.jobs).where(t.jobs.c.id == job.id, t.jobs.c.version == expected).values(**row))
             if res.rowcount != 1:
                 conflicts.add(job.id)
@@ -419,10 +424,10 @@ class SqlStore:
         with self.engine.connect() as conn:
             return [_job_record(r) for r in conn.execute(q)]
 
-    def active_jobs(self, states: Iterable[str]) -> list[JobRecord]:
+    def active_jobs(self, states: Iterable[str], spec_keys: frozenset[str] | None = None) -> list[JobRecord]:
         q = select(t.jobs).where(t.jobs.c.state.in_(list(states))).order_by(t.jobs.c.id)
         with self.engine.connect() as conn:
-            return [_job_record(r) for r in conn.execute(q)]
+            return [_job_record(r, spec_keys) for r in conn.execute(q)]
 
     def job_events(self, job_id: str, limit: int) -> list[EventRecord]:
         q = select(t.job_events).where(t.job_events.c.job_id == job_id).order_by(t.job_events.c.seq).limit(limit)
