@@ -27,7 +27,7 @@ app.add_typer(nodes_app, name="nodes")
 app.add_typer(tenants_app, name="tenants")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML configuration (default /etc/gpunas-scheduler/config.toml)")
@@ -118,6 +118,17 @@ def serve(
         "timeout_graceful_shutdown": 10,
     }
     uvicorn.run(build(cfg).app, **common)
+
+
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)
+def simulate(ctx: typer.Context) -> None:
+    """Replay a job trace through the scheduling policies (see 'simulate --help')."""
+    from gpunas_scheduler.sim.cli import main as sim_main
+
+    raise typer.Exit(sim_main(list(ctx.args)))
 
 
 @app.command()
