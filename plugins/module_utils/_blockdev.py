@@ -187,9 +187,17 @@ def missing_disks(names):
     return [name for name in names if not os.path.lexists(_host(expand(name)))]
 
 
-def parent_disk(dev):
-    """Whole disk holding partition ``dev`` (``/dev/vdb1`` -> ``/dev/vdb``), or None for a disk."""
+def parent_disk(dev, first_only=False):
+    """Whole disk holding partition ``dev`` (``/dev/vdb1`` -> ``/dev/vdb``), or None for a disk.
+
+    With ``first_only`` only partition 1 counts: the partition ZFS makes on a disk it is given whole.
+    """
     node = _host(os.path.join(SYSFS_BLOCK, os.path.basename(dev)))
-    if not os.path.exists(os.path.join(node, 'partition')):
+    try:
+        with open(os.path.join(node, 'partition')) as handle:
+            number = handle.read().strip()
+    except OSError:
+        return None
+    if first_only and number != '1':
         return None
     return os.path.join(os.path.dirname(dev), os.path.basename(os.path.dirname(os.path.realpath(node))))

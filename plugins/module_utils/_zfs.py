@@ -129,16 +129,18 @@ def parse_zpool_status(text):
 def actual_layout(status_vdevs, wanted, resolve, parent_disk):
     """Normalise parsed status vdevs, mapping a whole-disk partition back to its disk.
 
-    ZFS partitions a whole disk it is given (``/dev/vdb`` shows as ``/dev/vdb1``). A partition
-    is reported as its parent disk when the inventory names that disk and not the partition.
+    ZFS partitions a whole disk it is given (``/dev/vdb`` shows as ``/dev/vdb1``, with a small
+    ``/dev/vdb9``). Partition 1 of a disk is reported as the disk unless the request names the
+    partition itself; any other partition stays a partition, so a pool on ``/dev/vdb2`` never
+    matches a request for ``/dev/vdb``.
     """
     layout = []
     for vdev in status_vdevs:
         disks = []
         for disk in vdev['disks']:
             real = resolve(disk)
-            parent = parent_disk(real)
-            disks.append(parent if real not in wanted and parent in wanted else real)
+            disk_of_first = parent_disk(real, first_only=True)
+            disks.append(disk_of_first if disk_of_first and real not in wanted else real)
         layout.append((vdev['role'], vdev['type'], tuple(sorted(disks))))
     return sorted(layout)
 

@@ -48,19 +48,54 @@ def build_tree(root, tree):
         os.symlink('../../' + target, by_id / name)
 
 
-def output(spec):
-    if spec is None:
-        return ''
-    if isinstance(spec, dict):
-        return (FIXTURES / spec['file']).read_text()
-    return spec
+RECORDED_RC = {
+    line.split()[0]: int(line.split()[1])
+    for line in (FIXTURES / 'vm' / 'rc.txt').read_text().splitlines() if line.strip()
+}
+
+
+def recorded(name):
+    """stdout, stderr and exit status of one command recorded in the VM (fixtures/storage/vm)."""
+    stderr = FIXTURES / 'vm' / (name + '.stderr')
+    return ((FIXTURES / 'vm' / name).read_text(), stderr.read_text() if stderr.exists() else '',
+            RECORDED_RC[name])
+
+
+def expand_steps(steps, bins):
+    """Turn ``probe`` shorthands into the five probe commands of _blockdev.probe_disk."""
+    expanded = []
+    for step in steps:
+        if 'probe' not in step:
+            expanded.append(step)
+            continue
+        disk, capture = step['probe']['disk'], step['probe']['capture']
+        expanded += [
+            {'argv': [bins['lsblk'], '--json', '--bytes', '--output', _blockdev.LSBLK_COLUMNS, disk],
+             'capture': f'lsblk.{capture}.json'},
+            {'argv': [bins['blkid'], '-p', '-o', 'export', disk], 'capture': f'blkid.{capture}.txt'},
+            {'argv': [bins['wipefs'], '--no-act', '--json', disk], 'capture': f'wipefs.{capture}.json'},
+        ]
+        if bins.get('mdadm'):
+            expanded.append({'argv': [bins['mdadm'], '--examine', '--export', disk],
+                             'capture': f'mdadm-examine.{capture}.txt'})
+        if bins.get('zdb'):
+            expanded.append({'argv': [bins['zdb'], '-l', disk], 'capture': f'zdb-l.{capture}.txt'})
+    return expanded
+
+
+def answer(step):
+    if 'capture' in step:
+        stdout, stderr, rc = recorded(step['capture'])
+        return step.get('rc', rc), stdout, stderr
+    return step.get('rc', 0), '', ''
 
 
 def run_case(case, tmp_path, monkeypatch, capsys):
     root = tmp_path.resolve()
     build_tree(root, case.get('tree', {}))
     monkeypatch.setattr(_blockdev, 'ROOT', str(root))
-    expected = case['commands']
+    bins = case.get('binaries', {})
+    expected = expand_steps(case['commands'], bins)
     seen = []
 
     def run_command(self, args, **kwargs):
@@ -69,9 +104,8 @@ def run_case(case, tmp_path, monkeypatch, capsys):
         step = expected[len(seen)]
         seen.append(args)
         assert args == step['argv']
-        return step.get('rc', 0), output(step.get('stdout')), output(step.get('stderr'))
+        return answer(step)
 
-    bins = case.get('binaries', {})
     monkeypatch.setattr(basic.AnsibleModule, 'run_command', run_command)
     monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path',
                         lambda self, name, required=False, opt_dirs=None: bins.get(name))
