@@ -70,22 +70,25 @@ def log(message: str) -> None:
     print(f"testhosts: {message}", file=sys.stderr, flush=True)
 
 
-def check_prerequisites(kind: str, building: bool) -> None:
-    missing = sorted({pkg for tool, pkg in PREREQUISITES[kind].items() if shutil.which(tool) is None})
+def check_prerequisites(kinds: list[str], building: bool) -> None:
+    missing = sorted({pkg for kind in kinds for tool, pkg in PREREQUISITES[kind].items() if shutil.which(tool) is None})
+    what = f"{' and '.join(kinds)} test host{'s' if len(kinds) > 1 else ''}"
     if missing:
         raise Refusal(
-            f"the {kind} test host needs tools that are not installed: {' '.join(missing)}. "
-            f"Install them with: apt-get install -y {' '.join(missing)} (or run: bash .ci/run, which installs them)"
+            f"the {what} need{'' if len(kinds) > 1 else 's'} tools that are not installed: {' '.join(missing)}. "
+            f"Install them with: apt-get install -y {' '.join(missing)} (or run tools/install-deps as root)"
         )
     if os.geteuid() != 0:
-        raise Refusal(f"the {kind} test host is built and run as root (debootstrap, rootful podman); run as root")
+        verb = "are" if len(kinds) > 1 else "is"
+        raise Refusal(f"the {what} {verb} built and run as root (debootstrap, rootful podman); run as root")
     if building:
         cache = cache_root()
         cache.mkdir(parents=True, exist_ok=True)
+        needed = sum(NEEDED_GIB[kind] for kind in kinds)
         free_gib = shutil.disk_usage(cache).free / 2**30
-        if free_gib < NEEDED_GIB[kind]:
+        if free_gib < needed:
             raise Refusal(
-                f"building the {kind} test host needs {NEEDED_GIB[kind]} GiB free under {cache}, "
+                f"building the {what} needs {needed} GiB free under {cache}, "
                 f"only {free_gib:.1f} GiB are free; free some space or set XDG_CACHE_HOME to a larger disk"
             )
 
@@ -164,7 +167,7 @@ def container_image_key_in_podman() -> str | None:
 
 
 def build_container(force: bool) -> None:
-    check_prerequisites("container", building=True)
+    check_prerequisites(["container"], building=True)
     key = image_key("container")
     if not force and container_image_key_in_podman() == key:
         log(f"container image {CONTAINER_IMAGE} is current (key {key})")
@@ -179,7 +182,7 @@ def build_container(force: bool) -> None:
 
 
 def vm_dir() -> Path:
-    check_prerequisites("vm", building=False)
+    check_prerequisites(["vm"], building=False)
     key = image_key("vm")
     out = cache_root() / f"vm-{key}"
     if not (out / "base.qcow2").exists():
@@ -188,7 +191,7 @@ def vm_dir() -> Path:
 
 
 def build_vm(force: bool) -> None:
-    check_prerequisites("vm", building=True)
+    check_prerequisites(["vm"], building=True)
     key = image_key("vm")
     out = cache_root() / f"vm-{key}"
     if not force and (out / "base.qcow2").exists():
@@ -348,12 +351,12 @@ def stop_vm(vm: Path) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> None:
-    for kind in args.kinds:
-        check_prerequisites(kind, building=True)
+    check_prerequisites(args.kinds, building=True)
     log("prerequisites present: " + ", ".join(args.kinds))
 
 
 def cmd_build(args: argparse.Namespace) -> None:
+    check_prerequisites(args.kinds, building=True)
     for kind in args.kinds:
         (build_container if kind == "container" else build_vm)(args.force)
 
