@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -78,11 +79,16 @@ class Server:
             _release_free_memory()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.config.schedule_interval_s):
+        pause = self.config.schedule_interval_s
+        while not self._stop.wait(pause):
+            started = time.monotonic()
             try:
                 self.tick()
             except Exception:  # keep scheduling; the next tick retries with fresh state
                 log.exception("scheduler tick failed")
+            # A pass over a very long queue must not starve the API of the interpreter: wait at
+            # least twice as long as the pass took, so it uses at most a third of the time.
+            pause = max(self.config.schedule_interval_s, 2 * (time.monotonic() - started))
 
     def start(self) -> None:
         if self._thread is None:

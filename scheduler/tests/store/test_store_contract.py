@@ -88,7 +88,7 @@ def test_list_newest_first_with_cursor_tenant_and_state(store: Store) -> None:
     assert {j.tenant for j in suwon} == {"suwon"}
     assert len(suwon) == 4
     assert store.list_jobs(tenant=None, states=["running"], limit=100, before=None) == []
-    assert len(store.active_jobs(["pending"])) == 7
+    assert len(list(store.active_jobs(["pending"]))) == 7
 
 
 def test_version_conflict_drops_update_and_its_events(store: Store) -> None:
@@ -185,7 +185,7 @@ def test_failed_group_commit_fails_every_waiter(store: Store) -> None:
 
 def test_trimmed_specs_for_the_loop_never_overwrite_the_stored_spec(store: Store) -> None:
     add(store, job(1))
-    [trimmed] = store.active_jobs(["pending"], frozenset({"resources"}))
+    [trimmed] = list(store.active_jobs(["pending"], frozenset({"resources"})))
     assert trimmed.spec == {"resources": {"gpus": 1}}
     trimmed.state = "running"
     assert store.commit(Changeset(jobs=[(trimmed, trimmed.version)])) == set()

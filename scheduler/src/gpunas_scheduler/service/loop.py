@@ -10,11 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gpunas_scheduler.domain.accounting import account, month_key
-from gpunas_scheduler.domain.model import JobClass, JobState, Node, QuotaLevel, QuotaNotice, TenantUsage
+from gpunas_scheduler.domain.model import Decisions, Job, JobState, Node, QuotaLevel, QuotaNotice, TenantUsage
 from gpunas_scheduler.domain.schedule import schedule
 from gpunas_scheduler.service.convert import (
     allocation_to_json,
@@ -69,9 +68,7 @@ class SchedulingLoop:
         if not self.is_leader:
             return None
         store, now, settings = svc.store, svc.clock(), svc.settings
-        recs = {r.id: r for r in store.active_jobs([str(s) for s in ACTIVE], SCHEDULING_SPEC_KEYS)}
         ch = Changeset()
-
         node_recs = store.list_nodes()
         down: set[str] = set()
         for n in node_recs:
@@ -81,26 +78,34 @@ class SchedulingLoop:
                 ch.nodes.append(n)
             if n.down:
                 down.add(n.name)
-        for r in recs.values():
+
+        # Records are streamed and converted one by one. Pending jobs keep only their version
+        # (the few that start are read again before their update); running ones keep a record
+        # without its spec (specs are never rewritten by updates). This keeps a pass over a
+        # very long queue within the server's memory budget.
+        recs: dict[str, JobRecord] = {}
+        versions: dict[str, int] = {}
+        signals: dict[str, str] = {}
+        pending: list[Job] = []
+        running: list[Job] = []
+        for r in store.active_jobs([str(s) for s in ACTIVE], SCHEDULING_SPEC_KEYS):
             if r.node in down and r.state in (JobState.RUNNING, JobState.PREEMPTING):
                 lost_on = r.node
-                version = r.version
+                ch.jobs.append((r, r.version))
                 requeue(r, now, f"node {lost_on} down")
-                ch.jobs.append((r, version))
                 ch.job_events.append(
                     EventRecord(r.id, now, "requeued", {"reason": "node_down", "node": lost_on, "attempt": r.attempts})
                 )
-
-        jobs = {}
-        signals: dict[str, str] = {}
-        for r in recs.values():
-            jobs[r.id] = job_from_record(r)
-            if r.state != JobState.PENDING:
+                recs[r.id] = r
+            job = job_from_record(r)
+            if job.state is JobState.PENDING:
+                pending.append(job)
+                versions[r.id] = r.version
+            else:
+                running.append(job)
                 signals[r.id] = str(r.spec.get("checkpoint_signal", "SIGTERM"))
-            # Specs are never rewritten by updates; dropping them here halves the pass's memory.
+                recs[r.id] = r
             r.spec = _NO_SPEC
-        pending = [j for j in jobs.values() if j.state is JobState.PENDING]
-        running = [j for j in jobs.values() if j.state in (JobState.RUNNING, JobState.PREEMPTING)]
         nodes = [node_from_record(n) for n in node_recs]
         tenants = {t.name: tenant_from_record(t) for t in store.list_tenants()}
 
@@ -131,13 +136,18 @@ class SchedulingLoop:
         svc.metrics.pass_seconds.observe(elapsed)
 
         touched: dict[str, tuple[JobRecord, int]] = {}
+        dropped = 0
 
         def take(job_id: str) -> JobRecord | None:
+            nonlocal dropped
             if job_id in touched:
                 return touched[job_id][0]
             r = recs.get(job_id)
             if r is None:
-                return None
+                r = store.get_job(job_id)
+                if r is None or r.version != versions.get(job_id):
+                    dropped += 1  # changed since it was read: drop the decision
+                    return None
             touched[job_id] = (r, r.version)
             return r
 
@@ -203,13 +213,14 @@ class SchedulingLoop:
         m.decisions.labels("start").inc(len(decisions.starts))
         m.decisions.labels("preempt").inc(len(decisions.preemptions))
         m.decisions.labels("requeue").inc(len(decisions.requeues))
-        self._gauges((r for r in recs.values() if r.id not in conflicts), nodes, down)
+        applied = {k for k in touched if k not in conflicts}
+        self._gauges(pending, running, decisions, applied, nodes, down)
         return PassResult(
             started=len(decisions.starts),
             preempted=len(decisions.preemptions),
             requeued=len(decisions.requeues),
             nodes_down=len(down),
-            conflicts=len(conflicts),
+            conflicts=len(conflicts) + dropped,
             pending=len(pending),
             decision_seconds=elapsed,
         )
@@ -230,17 +241,38 @@ class SchedulingLoop:
         for key in [k for k in self._quota_levels if k not in seen]:
             del self._quota_levels[key]
 
-    def _gauges(self, recs: Iterable[JobRecord], nodes: list[Node], down: set[str]) -> None:
+    def _gauges(
+        self,
+        pending: list[Job],
+        running: list[Job],
+        decisions: Decisions,
+        applied: set[str],
+        nodes: list[Node],
+        down: set[str],
+    ) -> None:
+        """Gauges after the decisions of this pass that were written."""
         m = self.service.metrics
+        started = {d.job_id: d.allocation for d in decisions.starts if d.job_id in applied}
+        requeued = {d.job_id for d in decisions.requeues if d.job_id in applied}
+        preempting = {d.job_id for d in decisions.preemptions if d.job_id in applied}
         depth: Counter[tuple[str, str]] = Counter()
         states: Counter[str] = Counter()
-        alloc: Counter[str] = Counter()
-        for r in recs:
-            states[r.state] += 1
-            if r.state == JobState.PENDING:
-                depth[(JobClass(r.job_class).name.lower(), r.tenant)] += 1
-            elif r.node is not None and r.allocation is not None:
-                alloc[r.node] += sum(s.get("share_milli", 1000) for s in r.allocation.get("slices", [])) / 1000.0
+        alloc: dict[str, float] = {}
+        for j in pending:
+            if j.id in started:
+                states[str(JobState.RUNNING)] += 1
+                a = started[j.id]
+                alloc[a.node] = alloc.get(a.node, 0.0) + a.gpu_units
+            else:
+                states[str(JobState.PENDING)] += 1
+                depth[(j.job_class.name.lower(), j.tenant)] += 1
+        for j in running:
+            if j.id in requeued or j.allocation is None:
+                states[str(JobState.PENDING)] += 1
+                depth[(j.job_class.name.lower(), j.tenant)] += 1
+                continue
+            states[str(JobState.PREEMPTING if j.id in preempting else j.state)] += 1
+            alloc[j.allocation.node] = alloc.get(j.allocation.node, 0.0) + j.allocation.gpu_units
         m.queue_depth.clear()
         for (cls, tenant), n in depth.items():
             m.queue_depth.labels(cls, tenant).set(n)

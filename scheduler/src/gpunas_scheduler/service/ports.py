@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -89,9 +89,10 @@ class Store(Protocol):
     ) -> list[JobRecord]:
         """Newest first (ids are time-ordered); ``before`` is an exclusive id cursor."""
 
-    def active_jobs(self, states: Iterable[str], spec_keys: frozenset[str] | None = None) -> list[JobRecord]:
-        """Jobs in ``states``, oldest first; with ``spec_keys`` only those keys of each spec are kept
-        (the scheduling loop does not need images, commands or environments in memory)."""
+    def active_jobs(self, states: Iterable[str], spec_keys: frozenset[str] | None = None) -> Iterator[JobRecord]:
+        """Jobs in ``states``, oldest first, streamed; with ``spec_keys`` only those keys of each
+        spec are kept (the scheduling loop does not need images, commands or environments).
+        Consume the iterator fully: it holds a database connection until then."""
 
     def job_events(self, job_id: str, limit: int) -> list[EventRecord]: ...
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
 
 from gpunas_scheduler.service.ports import Changeset
@@ -119,7 +119,7 @@ class MemoryStore:
         rows.sort(key=lambda j: j.id, reverse=True)
         return copy.deepcopy(rows[:limit])
 
-    def active_jobs(self, states: Iterable[str], spec_keys: frozenset[str] | None = None) -> list[JobRecord]:
+    def active_jobs(self, states: Iterable[str], spec_keys: frozenset[str] | None = None) -> Iterator[JobRecord]:
         wanted = set(states)
         with self._lock:
             rows = [j for j in self._jobs.values() if j.state in wanted]
@@ -128,7 +128,7 @@ class MemoryStore:
         if spec_keys is not None:
             for j in out:
                 j.spec = {k: v for k, v in j.spec.items() if k in spec_keys}
-        return out
+        return iter(out)
 
     def job_events(self, job_id: str, limit: int) -> list[EventRecord]:
         with self._lock:

@@ -13,7 +13,7 @@ import logging
 import queue
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -424,10 +424,11 @@ class SqlStore:
         with self.engine.connect() as conn:
             return [_job_record(r) for r in conn.execute(q)]
 
-    def active_jobs(self, states: Iterable[str], spec_keys: frozenset[str] | None = None) -> list[JobRecord]:
+    def active_jobs(self, states: Iterable[str], spec_keys: frozenset[str] | None = None) -> Iterator[JobRecord]:
         q = select(t.jobs).where(t.jobs.c.state.in_(list(states))).order_by(t.jobs.c.id)
         with self.engine.connect() as conn:
-            return [_job_record(r, spec_keys) for r in conn.execute(q)]
+            for r in conn.execute(q):
+                yield _job_record(r, spec_keys)
 
     def job_events(self, job_id: str, limit: int) -> list[EventRecord]:
         q = select(t.job_events).where(t.job_events.c.job_id == job_id).order_by(t.job_events.c.seq).limit(limit)
