@@ -81,7 +81,9 @@ testhosts: ## Build (or reuse from cache) the container and VM test-host images
 molecule: venv link testhosts ## Molecule scenarios: all, or SCENARIO=name
 	tools/run-scenarios $(SCENARIO)
 
-test: deps test-fast molecule ## The whole suite, as CI runs it
+test: deps ## The whole suite, as CI runs it (images build while the fast checks run)
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-fast testhosts
+	$(MAKE) --no-print-directory molecule
 
 lab: deps venv link testhosts ## Converge the embedded local lab (keeps it running; make lab-down stops it)
 	molecule converge -s lab
