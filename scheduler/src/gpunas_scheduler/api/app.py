@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gpunas_scheduler import __version__
@@ -22,7 +21,7 @@ from gpunas_scheduler.service.core import SchedulerService, TenantUsageReport
 from gpunas_scheduler.service.errors import Forbidden, ServiceError
 from gpunas_scheduler.service.records import JobRecord, NodeRecord, Role, TenantRecord, TokenRecord, UserRecord
 
-_bearer = HTTPBearer(auto_error=False, description="API token: gpn_<id>_<secret>")
+BEARER_SCHEME = {"type": "http", "scheme": "bearer", "description": "API token: gpn_<id>_<secret>"}
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": m.ValidationErrorOut, "description": "Invalid request; names the offending field"},
@@ -37,20 +36,26 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 ReadyCheck = Callable[[], dict[str, Any]]
 
 
-async def _principal(
-    request: Request, creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
-    # Async on purpose: a sync dependency would hop to a worker thread on every request. Token
-    # and tenant lookups hit in-memory caches; a miss reads one row.
+def _bearer_token(request: Request) -> str | None:
+    value = request.headers.get("authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def _principal(request: Request) -> Principal:
+    # One plain async dependency on purpose: a sync one would hop to a worker thread on every
+    # request, and a security sub-dependency costs as much again; the OpenAPI document still
+    # declares the bearer scheme (see _document). Token and tenant lookups hit in-memory caches.
     service: SchedulerService = request.app.state.service
-    return service.admit(None if creds is None else creds.credentials)
+    return service.admit(_bearer_token(request))
 
 
 Auth = Annotated[Principal, Depends(_principal)]
 JobIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{22}$")]
 NamePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 TokenIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
-CredsDep = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
 class BodyLimit:
@@ -241,9 +246,9 @@ def create_app(
         response_class=Response,
         responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text format"}, **ERRORS},
     )
-    def metrics(creds: CredsDep) -> Response:
+    def metrics(request: Request) -> Response:
         if not metrics_public:
-            p = svc.admit(None if creds is None else creds.credentials)
+            p = svc.admit(_bearer_token(request))
             if not p.is_platform_admin:
                 raise Forbidden("platform admin role required for metrics")
         return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -398,20 +403,24 @@ def create_app(
 
     app.include_router(api)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    _document_400(app)
+    _document(app)
     return app
 
 
-def _document_400(app: FastAPI) -> None:
-    """FastAPI documents validation failures as 422; this API answers 400. Keep the document honest."""
+def _document(app: FastAPI) -> None:
+    """Keep the document honest: FastAPI documents validation failures as 422 where this API
+    answers 400, and it cannot see the bearer authentication done in ``_principal``."""
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is not None:
             return app.openapi_schema
         schema = original()
-        for path in schema.get("paths", {}).values():
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["HTTPBearer"] = BEARER_SCHEME
+        for route, path in schema.get("paths", {}).items():
             for op in path.values():
+                if route.startswith("/api/") or route == "/metrics":
+                    op["security"] = [{"HTTPBearer": []}]
                 responses = op.get("responses", {})
                 if "422" in responses:
                     del responses["422"]
