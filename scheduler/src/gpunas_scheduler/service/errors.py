@@ -34,7 +34,3 @@ class Conflict(ServiceError):
 
 class QuotaExceeded(ServiceError):
     status = 429
-
-
-class Unavailable(ServiceError):
-    status = 503

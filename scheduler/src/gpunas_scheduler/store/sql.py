@@ -180,7 +180,6 @@ class SqlStore:
     """The :class:`~gpunas_scheduler.service.ports.Store` on a SQL database."""
 
     def __init__(self, url: str, *, batch_max: int = 1024) -> None:
-        self.url = url
         self.engine = make_engine(url)
         self._dialect = self.engine.dialect.name
         self._batch_max = batch_max
