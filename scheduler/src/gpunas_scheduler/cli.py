@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -250,7 +251,7 @@ def token_list(config: ConfigOpt = None) -> None:
 # ----------------------------------------------------------------- HTTP client
 class Client:
     def __init__(self, url: str, token: str, ca_file: Path | None) -> None:
-        verify: bool | str = str(ca_file) if ca_file is not None else True
+        verify: bool | ssl.SSLContext = ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True
         self.http = httpx.Client(
             base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, verify=verify, timeout=30
         )

@@ -158,3 +158,52 @@ def test_two_servers_on_postgresql_one_leader_and_failover(tmp_path: Path, pg_cl
     finally:
         for s in servers:
             s.stop()
+
+
+def test_tls(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed: apt-get install openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    cfg = write_config(
+        tmp_path, f"sqlite:///{tmp_path / 'tls.db'}", port, tls_cert_file=str(cert), tls_key_file=str(key)
+    )
+    tokens = bootstrap(cfg)
+    srv = spawn_server(cfg, port, tmp_path / "server.log", ca=cert)
+    try:
+        import ssl
+
+        trusted = ssl.create_default_context(cafile=str(cert))
+        me = httpx.get(srv.url + "/api/v1/whoami", headers=auth(tokens["alice"]), verify=trusted)
+        assert me.json()["user"] == "alice"
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=3)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(srv.url + "/healthz", timeout=3)  # the system CAs do not trust the test certificate
+    finally:
+        srv.stop()

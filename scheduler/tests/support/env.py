@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -212,16 +213,18 @@ def write_config(tmp: Path, db_url: str, port: int, **extra: object) -> Path:
     return cfg
 
 
-def spawn_server(config: Path, port: int, log: Path) -> Spawned:
+def spawn_server(config: Path, port: int, log: Path, ca: Path | None = None) -> Spawned:
+    """Start ``gpunas-scheduler serve``; with ``ca`` it serves HTTPS with a certificate from it."""
     fh = open(log, "ab")  # noqa: SIM115 - handed to the child for its lifetime
     proc = subprocess.Popen([cli_bin(), "serve", "--config", str(config)], stdout=fh, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if ca else 'http'}://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
         try:
-            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+            verify = ssl.create_default_context(cafile=str(ca)) if ca else True
+            if httpx.get(url + "/readyz", timeout=1, verify=verify).status_code == 200:
                 return Spawned(proc, url, config, log)
         except httpx.HTTPError:
             pass
