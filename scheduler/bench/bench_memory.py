@@ -11,6 +11,7 @@ realistic one (10,000 pending among 100,000) and the worst case (all 100,000 pen
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,6 +154,7 @@ def run_case(jobs: int, pending: int, nodes: int, seconds: float) -> tuple[int, 
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> int:

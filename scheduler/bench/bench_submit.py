@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -252,6 +253,7 @@ def main() -> int:
     conn = sqlite3.connect(str(workdir / "bench.db"))
     stored = {r[0] for r in conn.execute("SELECT id FROM jobs")}
     conn.close()
+    shutil.rmtree(workdir, ignore_errors=True)
     missing = len((set(acked) | set(lat_acked)) - stored)
     print(f"durability after kill -9: {len(stored)} jobs stored, {missing} acknowledged jobs missing")
     return 0 if missing == 0 else 1
