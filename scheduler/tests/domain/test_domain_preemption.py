@@ -136,3 +136,21 @@ def test_running_work_of_a_tenant_at_quota_is_checkpointed():
     assert [(p.job_id, p.reason) for p in d.preemptions] == [("j", PreemptReason.QUOTA)]
     d = schedule([], [j], [node("a", gpus=1)], tenants, usage, NOW, Policy(quota_requeue_running=False))
     assert d.preemptions == []
+
+
+def test_room_being_made_is_not_backfilled_by_lower_classes():
+    victim = training("v", 0, NOW - 3600)
+    free_neighbour = node("a", gpus=2, nvlink_size=2)
+    urgent = job("urgent", gpus=2, job_class=JobClass.URGENT_INFERENCE, submitted_at=NOW)
+    filler = job("filler", job_class=JobClass.INFERENCE, submitted_at=NOW - 10)
+    d = schedule([urgent, filler], [victim], [free_neighbour], {}, {}, NOW)
+    assert [p.job_id for p in d.preemptions] == ["v"]
+    assert d.starts == []
+    victim.state = JobState.PREEMPTING
+    victim.preempt_reason = PreemptReason.PRIORITY
+    victim.preempt_deadline = NOW + 60
+    d = schedule([urgent, filler], [victim], [free_neighbour], {}, {}, NOW + 1)
+    assert d.starts == [] and d.preemptions == []
+    other_urgent = job("other", job_class=JobClass.URGENT_INFERENCE, submitted_at=NOW)
+    d = schedule([other_urgent], [victim], [free_neighbour], {}, {}, NOW + 1)
+    assert [s.job_id for s in d.starts] == ["other"]

@@ -34,6 +34,7 @@ from .model import (
     Placement,
     Policy,
     Pool,
+    PreemptReason,
     ResourceRequest,
 )
 
@@ -142,6 +143,8 @@ class ClusterState:
         self.running: dict[str, Job] = {}
         self.allocations: dict[str, Allocation] = {}
         self.preempting: dict[str, float] = {}
+        self.reserved: dict[str, int] = {}
+        self.priority_victims: set[str] = set()
         self.tenant_units: dict[str, float] = {}
         self.deadlines: list[tuple[float, str, float]] = []
         self._buckets: dict[int, list[tuple[tuple[float, ...], int, int, GroupState]]] = {}
@@ -177,7 +180,7 @@ class ClusterState:
             if job.allocation is not None and job.allocation.node in self.nodes:
                 self._take(job, job.allocation)
                 if job.state is JobState.PREEMPTING and job.preempt_deadline is not None:
-                    self.preempting[job.id] = job.preempt_deadline
+                    self.mark_preempting(job, job.preempt_deadline, job.preempt_reason)
         for ns in self.nodes.values():
             for group in ns.groups.values():
                 group.free = [g for g in ns.gpus.values() if g.group is group and g.usable and g.whole_free]
@@ -275,6 +278,9 @@ class ClusterState:
             self.running.pop(job.id, None)
             self.allocations.pop(job.id, None)
             self.preempting.pop(job.id, None)
+            if job.id in self.priority_victims:
+                self.priority_victims.discard(job.id)
+                self._refresh_reservation(ns)
             if job.service is not None:
                 left = ns.services.get(job.service, 0) - 1
                 if left > 0:
@@ -298,6 +304,32 @@ class ClusterState:
                     gs.free_vgpu.remove(sl.vgpu_slot)
                 else:
                     gs.free_vgpu.append(sl.vgpu_slot)
+
+    def mark_preempting(self, job: Job, deadline: float, reason: PreemptReason | None) -> None:
+        """Record that ``job`` was signalled and leaves by ``deadline``.
+
+        A node where a job is being preempted for priority is reserved: until its victims are
+        gone, only jobs that could have preempted them (a class allowed to preempt, more urgent
+        than every victim there) may be placed on it. Otherwise a lower-class job could backfill
+        the room being made, and the preemptor would have to preempt again.
+        """
+        self.preempting[job.id] = deadline
+        alloc = self.allocations.get(job.id)
+        if reason in (None, PreemptReason.PRIORITY) and alloc is not None:
+            self.priority_victims.add(job.id)
+            node = alloc.node
+            self.reserved[node] = min(self.reserved.get(node, int(job.job_class)), int(job.job_class))
+
+    def _may_use_reserved(self, ns: NodeState, job: Job) -> bool:
+        """Only a job that could itself have preempted the victims may use a reserved node."""
+        return job.job_class <= self.policy.preempt_max_class and job.job_class < self.reserved[ns.node.name]
+
+    def _refresh_reservation(self, ns: NodeState) -> None:
+        classes = [int(j.job_class) for j in ns.jobs.values() if j.id in self.priority_victims]
+        if classes:
+            self.reserved[ns.node.name] = min(classes)
+        else:
+            self.reserved.pop(ns.node.name, None)
 
     def allocate(self, job: Job, alloc: Allocation, started_at: float) -> None:
         """Record that ``job`` holds ``alloc`` from ``started_at`` on."""
@@ -331,6 +363,8 @@ class ClusterState:
         return sum(gs.free_share for ns in self.nodes.values() for gs in ns.gpus.values() if gs.usable) / 1000.0
 
     def _node_fits(self, ns: NodeState, job: Job, host: bool = True) -> bool:
+        if ns.node.name in self.reserved and not self._may_use_reserved(ns, job):
+            return False
         req = job.request
         if host and (ns.free_cpu < req.cpu_milli or ns.free_memory < req.memory_mib):
             return False
@@ -450,6 +484,8 @@ class ClusterState:
     def fits_after_release(self, job: Job, ns: NodeState, victims: Iterable[Job]) -> bool:
         """Whether ``job`` would fit on ``ns`` once ``victims`` (running there) released."""
         if not ns.node.schedulable:
+            return False
+        if ns.node.name in self.reserved and not self._may_use_reserved(ns, job):
             return False
         req = job.request
         freed_share: dict[int, int] = {}

@@ -88,7 +88,7 @@ def _preempt(
     state: ClusterState, job: Job, reason: PreemptReason, now: float, decisions: Decisions, for_job: str | None = None
 ) -> None:
     deadline = now + job.checkpoint_grace_s
-    state.preempting[job.id] = deadline
+    state.mark_preempting(job, deadline, reason)
     decisions.preemptions.append(Preemption(job.id, reason, deadline, for_job))
 
 

@@ -30,6 +30,7 @@ from .trace import Trace
 
 _FINISH, _EXIT, _ARRIVAL, _WAKE = 0, 1, 2, 3
 EPOCH = 1_767_225_600.0  # 2026-01-01T00:00:00Z: trace time 0 in the simulated calendar
+MAX_PASSES_AT_ONE_TIME = 100_000
 STATEFUL = frozenset({JobClass.FINE_TUNING, JobClass.TRAINING})
 
 
@@ -118,9 +119,13 @@ class Simulator:
             self._push(job.submitted_at, _ARRIVAL, job.id)
         now = EPOCH
         flags = (False, False)
+        passes_at_now = 0
         while self.events:
             t = self.events[0][0]
             self._integrate(now, t, flags)
+            passes_at_now = passes_at_now + 1 if t == now else 0
+            if passes_at_now > MAX_PASSES_AT_ONE_TIME:
+                raise RuntimeError(f"simulation makes no progress at t={t - EPOCH:.0f}s: {passes_at_now} passes")
             now = t
             while self.events and self.events[0][0] == t:
                 _t, kind, _seq, job_id, attempt = heapq.heappop(self.events)
