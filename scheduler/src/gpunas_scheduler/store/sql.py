@@ -13,6 +13,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -179,10 +180,11 @@ def _event_row(ev: EventRecord) -> dict[str, Any]:
 class SqlStore:
     """The :class:`~gpunas_scheduler.service.ports.Store` on a SQL database."""
 
-    def __init__(self, url: str, *, batch_max: int = 1024) -> None:
+    def __init__(self, url: str, *, batch_max: int = 1024, gather_s: float = 0.002) -> None:
         self.engine = make_engine(url)
         self._dialect = self.engine.dialect.name
         self._batch_max = batch_max
+        self._gather_s = gather_s
         self._sql_jobs: str | None = None
         self._sql_events = ""
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
@@ -232,6 +234,12 @@ class SqlStore:
                 item = self._queue.get()
                 if item is _STOP:
                     return
+                if self._gather_s > 0:
+                    # Group-commit window (PostgreSQL's commit_delay): sleeping instead of
+                    # taking items one by one means submits arriving now do not wake this
+                    # thread, which would otherwise contend with the request handlers for the
+                    # interpreter after every single request.
+                    time.sleep(self._gather_s)
                 batch: list[object] = [item]
                 stop = False
                 while len(batch) < self._batch_max:
