@@ -41,10 +41,11 @@ link: ## Make the collection importable as ansible_collections.gpunas.platform
 	@mkdir -p $(dir $(LINK))
 	@ln -sfn ../../../.. $(LINK)
 
-lint: venv ## yamllint, ansible-lint (production profile), ruff
+lint: venv ## yamllint, ansible-lint (production profile), ruff, changelog fragments
 	yamllint --strict .
 	ansible-lint --strict
 	ruff check .
+	antsibull-changelog lint
 
 build: venv ## Build the collection artifact into build/
 	@mkdir -p build
