@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
+from support.env import seed_service, whole_gpu_node
+
 from gpunas_scheduler.api.app import create_app
 from gpunas_scheduler.app import build
 from gpunas_scheduler.config import Config
 from gpunas_scheduler.store import migrate
-from hypothesis import HealthCheck, given, settings
-from schemathesis import GenerationMode
-from support.env import seed_service, whole_gpu_node
 
 TOKENS: dict[str, str] = {}
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from support.env import job_spec, seed_service, whole_gpu_node
+
 from gpunas_scheduler.app import Server, build
 from gpunas_scheduler.config import Config
 from gpunas_scheduler.store import migrate
-from support.env import job_spec, seed_service, whole_gpu_node
 
 OPENAPI = Path(__file__).resolve().parents[2] / "openapi.json"
 

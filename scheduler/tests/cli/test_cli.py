@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from gpunas_scheduler.cli import app
 from support.env import Spawned, free_port, spawn_server, write_config
 from typer.testing import CliRunner
+
+from gpunas_scheduler.cli import app
 
 runner = CliRunner()
 

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 from domain_factories import GIB, job, running
+
 from gpunas_scheduler.domain.accounting import (
     account,
     api_call_level,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from domain_factories import GIB, job, mig_node, node, running, vgpu_node
+
 from gpunas_scheduler.domain import schedule
 from gpunas_scheduler.domain.model import Allocation, GpuMode, GpuSlice, JobState, Node, Policy
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from domain_factories import GIB, job, node, running
+
 from gpunas_scheduler.domain import schedule
 from gpunas_scheduler.domain.model import (
     Allocation,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gpunas_scheduler.domain import schedule
 from gpunas_scheduler.domain.model import (
     Allocation,
@@ -23,8 +26,6 @@ from gpunas_scheduler.domain.model import (
     TenantUsage,
     VgpuProfile,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 NOW = datetime(2026, 11, 20, tzinfo=timezone.utc).timestamp()
 TENANTS = ("suwon", "seongnam", "yongin")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from domain_factories import GIB, job, node, running
+
 from gpunas_scheduler.domain import schedule
 from gpunas_scheduler.domain.model import Allocation, GpuMode, GpuSlice, JobClass, Policy, Tenant, TenantUsage
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from support.env import FakeClock, Seeded, job_spec, seed, whole_gpu_node
+
 from gpunas_scheduler.service.errors import (
     Conflict,
     Forbidden,
@@ -13,7 +15,6 @@ from gpunas_scheduler.service.errors import (
 )
 from gpunas_scheduler.service.records import CounterKind, Role
 from gpunas_scheduler.store.memory import MemoryStore
-from support.env import FakeClock, Seeded, job_spec, seed, whole_gpu_node
 
 
 @pytest.fixture

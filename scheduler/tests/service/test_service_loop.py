@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from support.env import FakeClock, Seeded, job_spec, seed, whole_gpu_node
+
 from gpunas_scheduler.service.auth import Principal
 from gpunas_scheduler.service.errors import Conflict, Forbidden
 from gpunas_scheduler.service.loop import SchedulingLoop
 from gpunas_scheduler.service.records import CounterKind, JobRecord
 from gpunas_scheduler.store.memory import MemoryStore
-from support.env import FakeClock, Seeded, job_spec, seed, whole_gpu_node
 
 
 class SoleLeader:

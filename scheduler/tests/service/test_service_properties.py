@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from gpunas_scheduler.service.errors import Conflict, QuotaExceeded
-from gpunas_scheduler.service.loop import SchedulingLoop
-from gpunas_scheduler.store.memory import MemoryStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.env import FakeClock, job_spec, seed, whole_gpu_node
+
+from gpunas_scheduler.service.errors import Conflict, QuotaExceeded
+from gpunas_scheduler.service.loop import SchedulingLoop
+from gpunas_scheduler.store.memory import MemoryStore
 
 TENANTS = ("suwon", "seongnam", "yongin")
 CLASSES = ("urgent_inference", "inference", "fine_tuning", "training")

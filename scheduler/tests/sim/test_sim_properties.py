@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gpunas_scheduler.domain import ClusterState
 from gpunas_scheduler.domain.model import Gpu, GpuMode, JobClass, Node, Policy, ResourceRequest
 from gpunas_scheduler.sim import SimParams, Simulator, Task, Trace
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 NODES = [
     Node("a", 32_000, 262_144, tuple(Gpu(i, 40960, nvlink_group=i // 2) for i in range(4))),

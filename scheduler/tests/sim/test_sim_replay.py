@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from gpunas_scheduler.domain.model import Gpu, JobClass, Node, Policy, ResourceRequest
 from gpunas_scheduler.sim import SimParams, Task, Trace, policy_named, simulate
 from gpunas_scheduler.sim.metrics import jain_index, percentile

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from gpunas_scheduler.domain.model import JobClass
 from gpunas_scheduler.sim import TraceError, main, read_openb, read_simple_csv, shrink_cluster, uniform_cluster
 from gpunas_scheduler.sim.trace import OPENB_DIR, default_traces_dir, tenant_of

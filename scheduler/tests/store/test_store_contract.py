@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.env import PgCluster
+
 from gpunas_scheduler.service.ports import Changeset, Store
 from gpunas_scheduler.service.records import (
     CounterDelta,
@@ -25,7 +27,6 @@ from gpunas_scheduler.service.records import (
 from gpunas_scheduler.store import migrate
 from gpunas_scheduler.store.memory import MemoryStore
 from gpunas_scheduler.store.sql import SqlStore
-from support.env import PgCluster
 
 _db_counter = itertools.count()
 

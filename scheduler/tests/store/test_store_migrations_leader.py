@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+from support.env import PgCluster
+
 from gpunas_scheduler.store import migrate
 from gpunas_scheduler.store.leader import FileLeaderLock, PgAdvisoryLeaderLock, leader_lock_for
 from gpunas_scheduler.store.schema import metadata
 from gpunas_scheduler.store.sql import make_engine
-from sqlalchemy import create_engine, inspect, text
-from support.env import PgCluster
 
 
 def _diff(url: str) -> list[object]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from gpunas_scheduler.service.core import SchedulerService, Settings
 from gpunas_scheduler.service.metrics import Metrics
 from gpunas_scheduler.service.ports import Store
