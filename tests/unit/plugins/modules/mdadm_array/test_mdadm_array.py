@@ -1,130 +1,19 @@
 # Copyright (c) gpunas.platform contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Data-driven tests of the mdadm_array module (cases in cases.yml).
-
-Each case runs the real module against a device tree laid out like the VM's (dev/vdX nodes,
-dev/disk/by-id links, sys/class/block partition entries) and answers each command with the
-output recorded on the VM (tests/unit/fixtures/storage, provenance in fixtures.meta.yml). The
-exact command sequence is asserted.
-"""
+"""Data-driven tests of the mdadm_array module (cases in cases.yml; runner in ../storage_cases.py)."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import pytest
-import yaml
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
-from ansible_collections.gpunas.platform.plugins.module_utils import _blockdev
 from ansible_collections.gpunas.platform.plugins.modules import mdadm_array
+from ansible_collections.gpunas.platform.tests.unit.plugins.modules.storage_cases import check_case, load_cases
 
-HERE = Path(__file__).resolve().parent
-FIXTURES = HERE.parents[2] / 'fixtures' / 'storage'
-CASES = yaml.safe_load((HERE / 'cases.yml').read_text())
+CASES = load_cases(Path(__file__).resolve().parent / 'cases.yml')
 MODULES = {'mdadm_array': mdadm_array}
-
-
-def build_tree(root, tree):
-    """Create dev nodes, by-id links and sysfs partition entries as udev and the kernel do."""
-    for disk in tree.get('disks', []):
-        (root / 'dev').mkdir(exist_ok=True)
-        (root / 'dev' / disk).touch()
-        node = root / 'sys' / 'devices' / 'virtio' / 'block' / disk
-        node.mkdir(parents=True)
-        (root / 'sys' / 'class' / 'block').mkdir(parents=True, exist_ok=True)
-        os.symlink(os.path.relpath(node, root / 'sys' / 'class' / 'block'), root / 'sys' / 'class' / 'block' / disk)
-        for part in tree.get('partitions', {}).get(disk, []):
-            (node / part).mkdir()
-            (node / part / 'partition').write_text(part[len(disk):] + '\n')
-            (root / 'dev' / part).touch()
-            os.symlink(os.path.relpath(node / part, root / 'sys' / 'class' / 'block'),
-                       root / 'sys' / 'class' / 'block' / part)
-    by_id = root / 'dev' / 'disk' / 'by-id'
-    by_id.mkdir(parents=True, exist_ok=True)
-    for name, target in tree.get('by_id', {}).items():
-        os.symlink('../../' + target, by_id / name)
-
-
-RECORDED_RC = {
-    line.split()[0]: int(line.split()[1])
-    for line in (FIXTURES / 'vm' / 'rc.txt').read_text().splitlines() if line.strip()
-}
-
-
-def recorded(name):
-    """stdout, stderr and exit status of one command recorded in the VM (fixtures/storage/vm)."""
-    stderr = FIXTURES / 'vm' / (name + '.stderr')
-    return ((FIXTURES / 'vm' / name).read_text(), stderr.read_text() if stderr.exists() else '',
-            RECORDED_RC[name])
-
-
-def expand_steps(steps, bins):
-    """Turn ``probe`` shorthands into the five probe commands of _blockdev.probe_disk."""
-    expanded = []
-    for step in steps:
-        if 'probe' not in step:
-            expanded.append(step)
-            continue
-        disk, capture = step['probe']['disk'], step['probe']['capture']
-        expanded += [
-            {'argv': [bins['lsblk'], '--json', '--bytes', '--output', _blockdev.LSBLK_COLUMNS, disk],
-             'capture': f'lsblk.{capture}.json'},
-            {'argv': [bins['blkid'], '-p', '-o', 'export', disk], 'capture': f'blkid.{capture}.txt'},
-            {'argv': [bins['wipefs'], '--no-act', '--json', disk], 'capture': f'wipefs.{capture}.json'},
-        ]
-        if bins.get('mdadm'):
-            expanded.append({'argv': [bins['mdadm'], '--examine', '--export', disk],
-                             'capture': f'mdadm-examine.{capture}.txt'})
-        if bins.get('zdb'):
-            expanded.append({'argv': [bins['zdb'], '-l', disk], 'capture': f'zdb-l.{capture}.txt'})
-    return expanded
-
-
-def answer(step):
-    if 'capture' in step:
-        stdout, stderr, rc = recorded(step['capture'])
-        return step.get('rc', rc), stdout, stderr
-    return step.get('rc', 0), '', ''
-
-
-def run_case(case, tmp_path, monkeypatch, capsys):
-    root = tmp_path.resolve()
-    build_tree(root, case.get('tree', {}))
-    monkeypatch.setattr(_blockdev, 'ROOT', str(root))
-    bins = case.get('binaries', {})
-    expected = expand_steps(case['commands'], bins)
-    seen = []
-
-    def run_command(self, args, **kwargs):
-        assert kwargs.get('environ_update', {}).get('LC_ALL') == 'C'
-        assert len(seen) < len(expected), f'unexpected command {args}'
-        step = expected[len(seen)]
-        seen.append(args)
-        assert args == step['argv']
-        return answer(step)
-
-    monkeypatch.setattr(basic.AnsibleModule, 'run_command', run_command)
-    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path',
-                        lambda self, name, required=False, opt_dirs=None: bins.get(name))
-    args = dict(case['params'], _ansible_check_mode=case.get('check_mode', False))
-    with patch_module_args(args), pytest.raises(SystemExit):
-        MODULES[case.get('module', 'mdadm_array')].main()
-    result = json.loads(capsys.readouterr().out)
-    assert seen == [step['argv'] for step in expected]
-    return result
 
 
 @pytest.mark.parametrize('case', CASES, ids=[case['name'] for case in CASES])
 def test_case(case, tmp_path, monkeypatch, capsys):
-    result = run_case(case, tmp_path, monkeypatch, capsys)
-    if 'failed' in case:
-        assert result.get('failed') is True, result
-        for fragment in case['failed']:
-            assert fragment in result['msg']
-    else:
-        assert not result.get('failed'), result.get('msg')
-    for key, value in case.get('result', {}).items():
-        assert result[key] == value, key
+    check_case(MODULES, case, tmp_path, monkeypatch, capsys)
