@@ -26,13 +26,15 @@ description:
     role does), or the array comes back as C(/dev/md127).
 author:
   - gpunas.platform developers (@gpunas)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
+  platform:
+    platforms: posix
 options:
   name:
     description: Array name; the device is C(/dev/md/<name>).

@@ -19,13 +19,15 @@ description:
     C(zfs destroy) that fails when the dataset has children, snapshots or clones.
 author:
   - gpunas.platform developers (@gpunas)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     support: full
+  platform:
+    platforms: posix
 options:
   name:
     description: Dataset name, for example C(tank/shared).
