@@ -15,6 +15,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gpunas_scheduler import __version__
 from gpunas_scheduler.api import models as m
+from gpunas_scheduler.api.fastpath import (
+    SubmitFastPath,
+    bearer_token,
+    error_document,
+    too_large_document,
+    validation_document,
+)
 from gpunas_scheduler.domain.model import JobClass, JobState
 from gpunas_scheduler.service.auth import Principal
 from gpunas_scheduler.service.core import SchedulerService, TenantUsageReport
@@ -37,11 +44,7 @@ ReadyCheck = Callable[[], dict[str, Any]]
 
 
 def _bearer_token(request: Request) -> str | None:
-    value = request.headers.get("authorization")
-    if value is None:
-        return None
-    scheme, _, token = value.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return bearer_token(request.headers.get("authorization"))
 
 
 async def _principal(request: Request) -> Principal:
@@ -95,7 +98,7 @@ class BodyLimit:
 
 
 async def _too_large(send: Any, limit: int) -> None:
-    body = m.ErrorOut(error=f"request body larger than {limit} bytes", field="body").model_dump_json().encode()
+    body = too_large_document(limit)
     await send(
         {
             "type": "http.response.start",
@@ -104,6 +107,10 @@ async def _too_large(send: Any, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def _str(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
 
 
 def _class_name(value: int) -> str:
@@ -201,6 +208,7 @@ def create_app(
     ready: ReadyCheck,
     max_body_bytes: int = 65536,
     metrics_public: bool = False,
+    fast_submit: bool = True,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
     app = FastAPI(
@@ -213,20 +221,13 @@ def create_app(
     app.state.service = service
 
     @app.exception_handler(ServiceError)
-    async def _service_error(_req: Request, exc: ServiceError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(
-            m.ErrorOut(error=exc.message, field=exc.field).model_dump(), status_code=exc.status, headers=headers
-        )
+    async def _service_error(_req: Request, exc: ServiceError) -> Response:
+        status, body, headers = error_document(exc)
+        return Response(body, status_code=status, media_type="application/json", headers=dict(_str(headers)))
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = [
-            m.FieldError(field=".".join(str(p) for p in e.get("loc", ())), message=str(e.get("msg", "invalid")))
-            for e in exc.errors()
-        ]
-        body = m.ValidationErrorOut(error="invalid request: " + ", ".join(f.field for f in fields), fields=fields)
-        return JSONResponse(body.model_dump(), status_code=400)
+    async def _invalid(_req: Request, exc: RequestValidationError) -> Response:
+        return Response(validation_document(list(exc.errors())), status_code=400, media_type="application/json")
 
     @app.get("/healthz", response_model=m.Health, tags=["health"])
     def healthz() -> m.Health:
@@ -403,6 +404,10 @@ def create_app(
 
     app.include_router(api)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    if fast_submit:
+        # Outermost of our middleware (inside Starlette's error middleware, so a failure is
+        # still a logged 500): answers POST /api/v1/jobs without the router; see fastpath.py.
+        app.add_middleware(SubmitFastPath, service=service, max_body_bytes=max_body_bytes)
     _document(app)
     return app
 
