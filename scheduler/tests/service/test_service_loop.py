@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from support.env import FakeClock, Seeded, job_spec, seed, whole_gpu_node
 
@@ -258,3 +260,68 @@ def test_metrics_after_a_pass(env: Seeded) -> None:
     assert 'gpunas_gpu_allocated_units{node="node-a"} 1.0' in text
     assert "gpunas_schedule_pass_seconds_count 1.0" in text
     assert "gpunas_leader 1.0" in text
+
+
+class ReadCountingStore(MemoryStore):
+    """Records which jobs a pass reads in full."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: list[str] = []
+
+    def jobs_by_id(self, ids: Sequence[str], spec_keys: frozenset[str] | None = None) -> list[JobRecord]:
+        self.read.extend(ids)
+        return super().jobs_by_id(ids, spec_keys)
+
+
+def test_pass_rereads_only_new_and_changed_pending_jobs() -> None:
+    store = ReadCountingStore()
+    env = seed(store, FakeClock())
+    svc = env.service
+    loop = SchedulingLoop(svc, SoleLeader())
+    a, b, c = (submit(env, "suwon-user", job_spec()) for _ in range(3))
+    res = loop.run_once()
+    assert res is not None and res.pending == 3 and sorted(store.read) == sorted([a, b, c])
+    store.read.clear()
+    res = loop.run_once()
+    assert res is not None and res.pending == 3 and store.read == []
+    svc.cancel(p(env, "suwon-user"), b)
+    d = submit(env, "suwon-user", job_spec())
+    res = loop.run_once()
+    assert res is not None and res.pending == 3 and store.read == [d]
+    # A job that starts, checkpoints and is requeued comes back with a new version: read again.
+    store.read.clear()
+    svc.register_node(p(env, "node-a"), "node-a", whole_gpu_node(1))
+    res = loop.run_once()
+    assert res is not None and res.started == 1 and res.pending == 3
+    [started] = [j for j in (a, c, d) if get(env, j).state == "running"]
+    urgent = submit(env, "yongin-user", job_spec("urgent_inference"))
+    loop.run_once()
+    svc.report(p(env, "node-a"), started, "checkpointed", checkpoint_ref="ckpt")
+    store.read.clear()
+    res = loop.run_once()
+    assert res is not None and get(env, urgent).state == "running"
+    assert store.read == [started] and get(env, started).attempts == 1
+    store.read.clear()
+    assert loop.run_once() is not None and store.read == []
+
+
+def test_job_read_as_running_and_pending_counts_once() -> None:
+    """A job requeued between the pass's two reads keeps its running view (and its GPUs)."""
+
+    class Racing(MemoryStore):
+        def job_versions(self, state: str) -> list[tuple[str, int]]:
+            rows = super().job_versions(state)
+            running = super().job_versions("running")
+            return rows + [(job_id, version + 1) for job_id, version in running]
+
+    env = seed(Racing(), FakeClock())
+    svc = env.service
+    loop = SchedulingLoop(svc, SoleLeader())
+    svc.register_node(p(env, "node-a"), "node-a", whole_gpu_node(1))
+    first = submit(env, "suwon-user", job_spec())
+    assert (res := loop.run_once()) is not None and res.started == 1
+    second = submit(env, "suwon-user", job_spec())
+    res = loop.run_once()
+    assert res is not None and res.pending == 1 and res.started == 0
+    assert get(env, first).state == "running" and get(env, second).state == "pending"

@@ -200,3 +200,21 @@ def test_positional_insert_rows_follow_the_column_list() -> None:
 
     rec = JobRecord("a", "t", "u", 4, "pending", 1, 1.0, {"x": 1}, reason="r", checkpoint_ref="c", preempt_reason="p")
     assert _job_tuple(rec) == tuple(_job_row(rec, 1)[c] for c in _JOB_COLUMNS)
+
+
+def test_job_versions_and_jobs_by_id(store: Store) -> None:
+    for i in range(1, 5):
+        add(store, job(i))
+    one = store.get_job(job(1).id)
+    assert one is not None
+    one.state = "running"
+    assert store.commit(Changeset(jobs=[(one, one.version)])) == set()
+    assert sorted(store.job_versions("pending")) == [(job(i).id, 1) for i in range(2, 5)]
+    assert store.job_versions("running") == [(job(1).id, 2)]
+    assert store.job_versions("failed") == []
+    got = store.jobs_by_id([job(3).id, "nope", job(1).id], frozenset({"resources"}))
+    assert sorted((j.id, j.state, j.version) for j in got) == [(job(1).id, "running", 2), (job(3).id, "pending", 1)]
+    assert all(j.spec == {"resources": {"gpus": 1}} for j in got)
+    assert store.jobs_by_id([]) == []
+    many = store.jobs_by_id([job(2).id] + [f"{i:022x}" for i in range(1200)])
+    assert [j.id for j in many] == [job(2).id]

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from gpunas_scheduler.domain.accounting import account, month_key
-from gpunas_scheduler.domain.model import Decisions, Job, JobState, Node, QuotaLevel, QuotaNotice, TenantUsage
+from gpunas_scheduler.domain.model import Decisions, Job, JobClass, JobState, Node, QuotaLevel, QuotaNotice, TenantUsage
 from gpunas_scheduler.domain.schedule import schedule
 from gpunas_scheduler.service.convert import (
     allocation_to_json,
@@ -58,6 +58,10 @@ class SchedulingLoop:
         self.service = service
         self.lock = lock
         self._quota_levels: dict[tuple[str, str], QuotaLevel] = {}
+        # Pending jobs as of the last pass, by id: (version, job). A pass re-reads only the
+        # pending jobs whose version differs (new, requeued or changed), so its cost no longer
+        # grows with decoding every queued job's row each second.
+        self._pending: dict[str, tuple[int, Job]] = {}
         self.is_leader = False
 
     def run_once(self) -> PassResult | None:
@@ -66,6 +70,7 @@ class SchedulingLoop:
         self.is_leader = self.lock.try_acquire()
         svc.metrics.leader.set(1 if self.is_leader else 0)
         if not self.is_leader:
+            self._pending = {}
             return None
         store, now, settings = svc.store, svc.clock(), svc.settings
         ch = Changeset()
@@ -79,16 +84,17 @@ class SchedulingLoop:
             if n.down:
                 down.add(n.name)
 
-        # Records are streamed and converted one by one. Pending jobs keep only their version
-        # (the few that start are read again before their update); running ones keep a record
-        # without its spec (specs are never rewritten by updates). This keeps a pass over a
-        # very long queue within the server's memory budget.
+        # Running jobs are read in full every pass and keep a record without its spec (specs are
+        # never rewritten by updates). Pending jobs keep only their version (the few that start
+        # are read again before their update) and come from the previous pass where their
+        # version is unchanged. This keeps a pass over a very long queue cheap and within the
+        # server's memory budget.
         recs: dict[str, JobRecord] = {}
         versions: dict[str, int] = {}
         signals: dict[str, str] = {}
         pending: list[Job] = []
         running: list[Job] = []
-        for r in store.active_jobs([str(s) for s in ACTIVE], SCHEDULING_SPEC_KEYS):
+        for r in store.active_jobs([str(JobState.RUNNING), str(JobState.PREEMPTING)], SCHEDULING_SPEC_KEYS):
             if r.node in down and r.state in (JobState.RUNNING, JobState.PREEMPTING):
                 lost_on = r.node
                 ch.jobs.append((r, r.version))
@@ -106,6 +112,7 @@ class SchedulingLoop:
                 signals[r.id] = str(r.spec.get("checkpoint_signal", "SIGTERM"))
                 recs[r.id] = r
             r.spec = _NO_SPEC
+        self._load_pending(pending, versions, seen=set(recs))
         nodes = [node_from_record(n) for n in node_recs]
         tenants = {t.name: tenant_from_record(t) for t in store.list_tenants()}
 
@@ -225,6 +232,32 @@ class SchedulingLoop:
             decision_seconds=elapsed,
         )
 
+    def _load_pending(self, pending: list[Job], versions: dict[str, int], seen: set[str]) -> None:
+        """Append the pending jobs to ``pending`` and their versions to ``versions``.
+
+        ``seen`` are the jobs read as running or preempting just before: a job that changed state
+        between the two reads keeps that view (it still holds its GPUs), so none counts twice.
+        """
+        store = self.service.store
+        previous = self._pending
+        current: dict[str, tuple[int, Job]] = {}
+        changed: list[str] = []
+        for job_id, version in store.job_versions(str(JobState.PENDING)):
+            if job_id in seen:
+                continue
+            hit = previous.get(job_id)
+            if hit is not None and hit[0] == version:
+                current[job_id] = hit
+            else:
+                changed.append(job_id)
+        for r in store.jobs_by_id(changed, SCHEDULING_SPEC_KEYS):
+            if r.state == JobState.PENDING and r.id not in seen:
+                current[r.id] = (r.version, job_from_record(r))
+        self._pending = current
+        for job_id, (version, job) in current.items():
+            pending.append(job)
+            versions[job_id] = version
+
     def _quota_events(self, notices: list[QuotaNotice], now: float, ch: Changeset) -> None:
         seen: set[tuple[str, str]] = set()
         for n in notices:
@@ -255,7 +288,8 @@ class SchedulingLoop:
         started = {d.job_id: d.allocation for d in decisions.starts if d.job_id in applied}
         requeued = {d.job_id for d in decisions.requeues if d.job_id in applied}
         preempting = {d.job_id for d in decisions.preemptions if d.job_id in applied}
-        depth: Counter[tuple[str, str]] = Counter()
+        # Counted by class member and named once per key: this runs over every pending job.
+        by_class: Counter[tuple[JobClass, str]] = Counter()
         states: Counter[str] = Counter()
         alloc: dict[str, float] = {}
         for j in pending:
@@ -264,18 +298,18 @@ class SchedulingLoop:
                 a = started[j.id]
                 alloc[a.node] = alloc.get(a.node, 0.0) + a.gpu_units
             else:
-                states[str(JobState.PENDING)] += 1
-                depth[(j.job_class.name.lower(), j.tenant)] += 1
+                by_class[(j.job_class, j.tenant)] += 1
+        states[str(JobState.PENDING)] += len(pending) - states[str(JobState.RUNNING)]
         for j in running:
             if j.id in requeued or j.allocation is None:
                 states[str(JobState.PENDING)] += 1
-                depth[(j.job_class.name.lower(), j.tenant)] += 1
+                by_class[(j.job_class, j.tenant)] += 1
                 continue
             states[str(JobState.PREEMPTING if j.id in preempting else j.state)] += 1
             alloc[j.allocation.node] = alloc.get(j.allocation.node, 0.0) + j.allocation.gpu_units
         m.queue_depth.clear()
-        for (cls, tenant), n in depth.items():
-            m.queue_depth.labels(cls, tenant).set(n)
+        for (cls, tenant), n in by_class.items():
+            m.queue_depth.labels(cls.name.lower(), tenant).set(n)
         for st in ACTIVE:
             m.jobs.labels(str(st)).set(states.get(str(st), 0))
         m.gpu_allocated.clear()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -93,6 +93,14 @@ class Store(Protocol):
         """Jobs in ``states``, oldest first, streamed; with ``spec_keys`` only those keys of each
         spec are kept (the scheduling loop does not need images, commands or environments).
         Consume the iterator fully: it holds a database connection until then."""
+
+    def job_versions(self, state: str) -> list[tuple[str, int]]:
+        """``(id, version)`` of every job in ``state``, in no particular order: lets the scheduling
+        loop re-read only the jobs that are new or changed since its last pass."""
+
+    def jobs_by_id(self, ids: Sequence[str], spec_keys: frozenset[str] | None = None) -> list[JobRecord]:
+        """The jobs among ``ids`` that exist, in no particular order; ``spec_keys`` as for
+        :meth:`active_jobs`."""
 
     def job_events(self, job_id: str, limit: int) -> list[EventRecord]: ...
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 
 from gpunas_scheduler.service.ports import Changeset
@@ -129,6 +129,19 @@ class MemoryStore:
             for j in out:
                 j.spec = {k: v for k, v in j.spec.items() if k in spec_keys}
         return iter(out)
+
+    def job_versions(self, state: str) -> list[tuple[str, int]]:
+        with self._lock:
+            return [(j.id, j.version) for j in self._jobs.values() if j.state == state]
+
+    def jobs_by_id(self, ids: Sequence[str], spec_keys: frozenset[str] | None = None) -> list[JobRecord]:
+        with self._lock:
+            rows = [j for j in (self._jobs.get(i) for i in ids) if j is not None]
+        out = copy.deepcopy(rows)
+        if spec_keys is not None:
+            for j in out:
+                j.spec = {k: v for k, v in j.spec.items() if k in spec_keys}
+        return out
 
     def job_events(self, job_id: str, limit: int) -> list[EventRecord]:
         with self._lock:

@@ -437,6 +437,27 @@ class SqlStore:
             for r in conn.execute(q):
                 yield _job_record(r, spec_keys)
 
+    def job_versions(self, state: str) -> list[tuple[str, int]]:
+        # Plain DB-API: called every pass over possibly 100,000 rows, where SQLAlchemy's row
+        # processing would cost more than the query.
+        mark = "?" if self._dialect == "sqlite" else "%s"
+        with self.engine.connect() as conn:
+            cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                cur.execute(f"SELECT id, version FROM jobs WHERE state = {mark}", (state,))
+                rows: list[tuple[str, int]] = cur.fetchall()  # tuples from both drivers
+                return rows
+            finally:
+                cur.close()
+
+    def jobs_by_id(self, ids: Sequence[str], spec_keys: frozenset[str] | None = None) -> list[JobRecord]:
+        out: list[JobRecord] = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                q = select(t.jobs).where(t.jobs.c.id.in_(list(ids[start : start + 500])))
+                out.extend(_job_record(r, spec_keys) for r in conn.execute(q))
+        return out
+
     def job_events(self, job_id: str, limit: int) -> list[EventRecord]:
         q = select(t.job_events).where(t.job_events.c.job_id == job_id).order_by(t.job_events.c.seq).limit(limit)
         with self.engine.connect() as conn:
