@@ -100,9 +100,19 @@ def parse_mdstat(text):
     return arrays
 
 
-def conf_line(device, detail):
-    """The ``mdadm.conf`` ARRAY line that keeps the array's name across reboots."""
-    return 'ARRAY {} metadata={} UUID={} name={}'.format(device, detail['metadata'], detail['uuid'], detail['name'])
+def name_device(detail):
+    """``/dev/md/<name>``: the path udev gives a named array, whatever md number it has."""
+    return '/dev/md/{}'.format(short_name(detail['name']))
+
+
+def conf_line(detail):
+    """The ``mdadm.conf`` ARRAY line that keeps the array's name across reboots.
+
+    It always names ``/dev/md/<name>``: right after ``mdadm --create`` udev may not have made that
+    link yet and ``mdadm --detail --scan`` prints ``/dev/md127``, which must not end up in the file.
+    """
+    return 'ARRAY {} metadata={} UUID={} name={}'.format(name_device(detail), detail['metadata'], detail['uuid'],
+                                                         detail['name'])
 
 
 def plan_existing(detail, level, wanted_devices, wanted_spares, grow):

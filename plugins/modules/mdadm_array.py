@@ -217,7 +217,7 @@ def ensure_present(module, runner, bins, result):
                                     'devices': sorted(devices), 'spares': sorted(spares)}}
     if not module.check_mode:
         device, detail = find_array(runner, bins, params['name'])
-        fill_identity(result, device, detail)
+        fill_identity(result, detail)
 
 
 def grow_array(module, runner, bins, device, detail, devices, spares, expanded, result):
@@ -240,15 +240,15 @@ def grow_array(module, runner, bins, device, detail, devices, spares, expanded, 
     result['diff'] = {'before': before, 'after': after}
     if result['changed'] and not module.check_mode:
         device, detail = find_array(runner, bins, params['name'])
-    fill_identity(result, device, detail)
+    fill_identity(result, detail)
 
 
-def fill_identity(result, device, detail):
+def fill_identity(result, detail):
     if detail is None:
         return
-    result['device'] = device
+    result['device'] = _mdadm.name_device(detail)
     result['uuid'] = detail['uuid']
-    result['conf_line'] = _mdadm.conf_line(device, detail)
+    result['conf_line'] = _mdadm.conf_line(detail)
 
 
 def ensure_absent(module, runner, bins, result):

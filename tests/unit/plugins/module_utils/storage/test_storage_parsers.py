@@ -50,3 +50,10 @@ def test_assess(case):
         case.get('holders', []),
     )
     assert findings == case['findings']
+
+
+def test_conf_line_names_the_array_not_its_md_number():
+    """mdadm.conf must name /dev/md/<name>: --detail --scan prints /dev/md127 until udev makes the link."""
+    detail = _mdadm.parse_detail(fixture('vm/mdadm-detail-export.assembled.txt'))
+    assert _mdadm.conf_line(detail) == (
+        'ARRAY /dev/md/data metadata=1.2 UUID=11788a0d:c37b8f52:da80ddf5:7c088980 name=testhost:data')
