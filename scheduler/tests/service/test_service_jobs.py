@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from support.env import FakeClock, Seeded, job_spec, seed, whole_gpu_node
 
+from gpunas_scheduler.service.auth import Principal
 from gpunas_scheduler.service.errors import (
     Conflict,
     Forbidden,
@@ -13,6 +14,7 @@ from gpunas_scheduler.service.errors import (
     QuotaExceeded,
     Unauthenticated,
 )
+from gpunas_scheduler.service.ports import Changeset
 from gpunas_scheduler.service.records import CounterKind, Role
 from gpunas_scheduler.store.memory import MemoryStore
 
@@ -205,3 +207,76 @@ def test_node_actors(env: Seeded) -> None:
     with pytest.raises(NotFound):
         svc.heartbeat(who(env, "node-b"), "node-b", None)
     assert [n.name for n in svc.list_nodes(who(env, "node-b"))] == []
+
+
+def test_verified_token_cache_honours_revocation_expiry_and_other_servers(env: Seeded) -> None:
+    svc = env.service
+    ttl = svc.settings.token_cache_ttl_s
+    a = svc.issue_token(who(env, "suwon-admin"), "suwon-user", 3600)
+    b = svc.issue_token(who(env, "suwon-admin"), "suwon-user", 3600)
+    assert svc.admit(a.token).token_id == a.record.id
+    assert svc.admit(b.token).token_id == b.record.id
+    # Cached answers need the exact token.
+    with pytest.raises(Unauthenticated):
+        svc.admit(a.token[:-1] + ("A" if a.token[-1] != "A" else "B"))
+    # Revoked here: refused at once, the user's other token still works.
+    svc.revoke_token(who(env, "suwon-user"), a.record.id)
+    with pytest.raises(Unauthenticated, match="revoked"):
+        svc.admit(a.token)
+    assert svc.admit(b.token).token_id == b.record.id
+    # Revoked by another server sharing the database: refused once the cache entry is older
+    # than token_cache_ttl_s.
+    rec = svc.store.get_token(b.record.id)
+    assert rec is not None
+    rec.revoked_at = env.clock.now
+    svc.store.commit(Changeset(tokens=[rec]))
+    assert svc.admit(b.token).token_id == b.record.id
+    env.clock.advance(ttl + 0.001)
+    with pytest.raises(Unauthenticated, match="revoked"):
+        svc.admit(b.token)
+    # Expiry is exact, whatever the cache holds.
+    c = svc.issue_token(who(env, "suwon-admin"), "suwon-user", 60)
+    env.clock.advance(59.999)
+    assert svc.admit(c.token).user == "suwon-user"
+    env.clock.advance(0.001)
+    with pytest.raises(Unauthenticated, match="expired"):
+        svc.admit(c.token)
+
+
+def test_check_racing_a_revocation_caches_nothing(env: Seeded) -> None:
+    svc = env.service
+    t = svc.issue_token(who(env, "suwon-admin"), "suwon-user", 3600)
+    auth = svc.auth
+    real = auth._verify
+    root = who(env, "root")
+
+    def verify_then_revoke(bearer: str, now: float, generation: int) -> tuple[Principal, float]:
+        out = real(bearer, now, generation)
+        svc.revoke_token(root, t.record.id)  # lands while the check is in flight
+        return out
+
+    auth._verify = verify_then_revoke  # type: ignore[method-assign]
+    assert svc.admit(t.token).user == "suwon-user"  # read before the revocation
+    auth._verify = real  # type: ignore[method-assign]
+    with pytest.raises(Unauthenticated, match="revoked"):
+        svc.admit(t.token)
+
+
+def test_api_call_day_changes_exactly_at_utc_midnight(env: Seeded) -> None:
+    """The new day starts at 00:00 UTC to the millisecond; calls of the old day not yet flushed
+    are still written to the old day."""
+    svc = env.service
+    midnight = (env.clock.now // 86400 + 1) * 86400
+    env.clock.now = midnight - 0.001
+    svc.admit(env.tokens["suwon-user"])
+    assert svc.meter.used("suwon") == 1
+    env.clock.now = midnight
+    assert svc.meter.used("suwon") == 0
+    svc.admit(env.tokens["suwon-user"])
+    svc.admit(env.tokens["suwon-user"])
+    svc.meter.flush()
+    got = [
+        svc.store.counters("suwon", {CounterKind.API_CALLS: d})[CounterKind.API_CALLS]
+        for d in ("2026-11-23", "2026-11-24")
+    ]
+    assert got == [1, 2]

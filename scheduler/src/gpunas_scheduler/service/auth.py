@@ -3,8 +3,11 @@
 A token reads ``gpn_<id>_<secret>``: ``id`` (16 hex digits) is the public lookup key, ``secret``
 (43 URL-safe characters, 256 random bits) is only ever stored as its SHA-256 digest. A slow
 password hash is unnecessary for secrets of that entropy and would cost every request
-milliseconds. Verified tokens are cached for ``cache_ttl_s`` seconds; a revocation on this server
-takes effect at once, one made on another server sharing the database within ``cache_ttl_s``.
+milliseconds. Token and user records are cached for ``cache_ttl_s`` seconds, and so is the
+principal of a token already verified (keyed by the whole token, so a cached answer needs the
+exact secret: no parsing or hashing on the hot path). Expiry is checked on every request; a
+revocation on this server takes effect at once, one made on another server sharing the database
+within ``cache_ttl_s``.
 """
 
 from __future__ import annotations
@@ -68,16 +71,34 @@ class Authenticator:
         self._ttl = cache_ttl_s
         self._max_ttl = max_ttl_s
         self._cache: dict[str, tuple[float, TokenRecord, UserRecord]] = {}
+        # whole token -> (verified at, principal, token expiry); only tokens that passed every check
+        self._verified: dict[str, tuple[float, Principal, float]] = {}
         self._lock = threading.Lock()
+        # Bumped by every revocation: a check that read the token before a revocation must not
+        # put what it read into a cache after the revocation emptied it.
+        self._generation = 0
 
     def authenticate(self, bearer: str | None) -> Principal:
         if not bearer:
             raise Unauthenticated("missing bearer token")
+        now = self._clock()
+        hit = self._verified.get(bearer)
+        if hit is not None and now - hit[0] <= self._ttl and now < hit[2]:
+            return hit[1]
+        generation = self._generation
+        principal, expires_at = self._verify(bearer, now, generation)
+        with self._lock:
+            if generation == self._generation:
+                if len(self._verified) > 100_000:
+                    self._verified.clear()
+                self._verified[bearer] = (now, principal, expires_at)
+        return principal
+
+    def _verify(self, bearer: str, now: float, generation: int) -> tuple[Principal, float]:
         m = _TOKEN_RE.match(bearer)
         if m is None:
             raise Unauthenticated("malformed token")
         token_id, secret = m.group(1), m.group(2)
-        now = self._clock()
         with self._lock:
             cached = self._cache.get(token_id)
         if cached is None or now - cached[0] > self._ttl:
@@ -86,9 +107,10 @@ class Authenticator:
             if token is None or user is None:
                 raise Unauthenticated("unknown token")
             with self._lock:
-                if len(self._cache) > 100_000:
-                    self._cache.clear()
-                self._cache[token_id] = (now, token, user)
+                if generation == self._generation:
+                    if len(self._cache) > 100_000:
+                        self._cache.clear()
+                    self._cache[token_id] = (now, token, user)
         else:
             _, token, user = cached
         if not hmac.compare_digest(token.secret_hash, hash_secret(secret)):
@@ -97,7 +119,7 @@ class Authenticator:
             raise Unauthenticated("token revoked")
         if token.expires_at <= now:
             raise Unauthenticated("token expired")
-        return Principal(user=user.name, role=user.role, tenant=user.tenant, token_id=token.id)
+        return Principal(user=user.name, role=user.role, tenant=user.tenant, token_id=token.id), token.expires_at
 
     def issue(self, user: str, ttl_s: float) -> IssuedToken:
         """Create a token for ``user`` (no permission check: callers check first)."""
@@ -122,7 +144,10 @@ class Authenticator:
             rec.revoked_at = self._clock()
             self._store.commit(Changeset(tokens=[rec]))
         with self._lock:
+            self._generation += 1
             self._cache.pop(token_id, None)
+            for bearer in [b for b, v in self._verified.items() if v[1].token_id == token_id]:
+                del self._verified[bearer]
         return rec
 
     def check_token_owner(self, principal: Principal, token: TokenRecord) -> None:

@@ -34,10 +34,25 @@ class ApiCallMeter:
         self._days: dict[str, _Day] = {}
         self._lock = threading.Lock()
         self._events: list[TenantEventRecord] = []
+        # Calls counted on a day that has ended but not yet written: kept for the next flush.
+        self._carry: list[CounterDelta] = []
+        self._day_span = (0.0, 0.0, "")  # [start, end) of the UTC day last seen, and its key
+
+    def _day(self, now: float) -> str:
+        """``day_key(now)``, formatted once per day (Unix time has 86,400 s per UTC day): this
+        runs on every request."""
+        start, end, key = self._day_span
+        if not start <= now < end:
+            start = (now // 86400.0) * 86400.0
+            key = day_key(start)
+            self._day_span = (start, start + 86400.0, key)
+        return key
 
     def _state(self, tenant: str, day: str) -> _Day:
         st = self._days.get(tenant)
         if st is None or st.day != day:
+            if st is not None and st.pending:
+                self._carry.append(CounterDelta(tenant, CounterKind.API_CALLS, st.day, float(st.pending)))
             stored = self._store.counters(tenant, {CounterKind.API_CALLS: day})[CounterKind.API_CALLS]
             st = _Day(day=day, stored=stored)
             self._days[tenant] = st
@@ -46,7 +61,7 @@ class ApiCallMeter:
     def admit(self, tenant: str, limit: int | None) -> bool:
         """Count one call; return False (and count nothing) when the quota is used up."""
         now = self._clock()
-        day = day_key(now)
+        day = self._day(now)
         with self._lock:
             st = self._state(tenant, day)
             used = st.stored + st.pending
@@ -79,6 +94,8 @@ class ApiCallMeter:
                 for tenant, st in self._days.items()
                 if st.pending
             ]
+            carried, self._carry = self._carry, []
+            deltas.extend(carried)
             events, self._events = self._events, []
             flushed = {tenant: (st.day, st.pending) for tenant, st in self._days.items() if st.pending}
             for st in self._days.values():
@@ -95,6 +112,9 @@ class ApiCallMeter:
                     if cur is not None and cur.day == day:
                         cur.stored -= n
                         cur.pending += n
+                    else:
+                        self._carry.append(CounterDelta(tenant, CounterKind.API_CALLS, day, float(n)))
+                self._carry[:0] = carried
                 self._events[:0] = events
             raise
         for tenant, (day, _) in flushed.items():
@@ -105,7 +125,7 @@ class ApiCallMeter:
                     cur.stored = max(cur.stored, total)
 
     def used(self, tenant: str) -> float:
-        day = day_key(self._clock())
+        day = self._day(self._clock())
         with self._lock:
             st = self._state(tenant, day)
             return st.stored + st.pending
