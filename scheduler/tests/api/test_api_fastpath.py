@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,3 +187,21 @@ def test_fast_path_does_not_reach_the_router(pair: Pair) -> None:
     assert r.status_code == 299 and r.content == b"{not json"
     assert client.post("/api/v1/jobs", content=b"{}", headers={"content-type": "text/plain"}).status_code == 299
     assert reached == ["GET /api/v1/jobs", "POST /api/v1/jobs/", "POST /api/v1/jobs", "POST /api/v1/jobs"]
+
+
+def test_store_failure_is_a_500_on_both_paths(pair: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
+    def failing(job: Any, event: Any) -> Future[None]:
+        fut: Future[None] = Future()
+        fut.set_exception(OSError("disk full"))
+        return fut
+
+    monkeypatch.setattr(pair.server.store, "insert_job", failing)
+    headers = _headers(pair, "suwon-user", "application/json")
+    answers = []
+    for app in (pair.fast.app, pair.slow.app):
+        client = TestClient(app, raise_server_exceptions=False)
+        r = client.post("/api/v1/jobs", content=j(), headers=headers)
+        answers.append((r.status_code, r.text, r.headers["content-type"]))
+        with pytest.raises(OSError, match="disk full"):  # and raised for the server to log
+            TestClient(app).post("/api/v1/jobs", content=j(), headers=headers)
+    assert answers[0] == answers[1] == (500, "Internal Server Error", "text/plain; charset=utf-8")

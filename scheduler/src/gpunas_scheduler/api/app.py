@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gpunas_scheduler import __version__
 from gpunas_scheduler.api import models as m
 from gpunas_scheduler.api.fastpath import (
+    SUBMIT_PATH,
     SubmitFastPath,
     bearer_token,
     error_document,
@@ -107,6 +109,21 @@ async def _too_large(send: Any, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class SchedulerApp(FastAPI):
+    """FastAPI, except that ``POST /api/v1/jobs`` goes straight to :class:`SubmitFastPath`
+    (see fastpath.py) instead of through FastAPI's and Starlette's per-request layers; what the
+    fast path does not answer itself goes on through them."""
+
+    submit_fast_path: SubmitFastPath | None = None
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        fast = self.submit_fast_path
+        if fast is not None and scope["type"] == "http" and scope["path"] == SUBMIT_PATH and scope["method"] == "POST":
+            await fast(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _str(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
@@ -211,7 +228,7 @@ def create_app(
     fast_submit: bool = True,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
-    app = FastAPI(
+    app = SchedulerApp(
         title="gpunas scheduler",
         version=__version__,
         description="GPU job scheduler of the gpunas platform: queue, quotas, fair-share, preemption.",
@@ -405,9 +422,7 @@ def create_app(
     app.include_router(api)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     if fast_submit:
-        # Outermost of our middleware (inside Starlette's error middleware, so a failure is
-        # still a logged 500): answers POST /api/v1/jobs without the router; see fastpath.py.
-        app.add_middleware(SubmitFastPath, service=service, max_body_bytes=max_body_bytes)
+        app.submit_fast_path = SubmitFastPath(functools.partial(FastAPI.__call__, app), service, max_body_bytes)
     _document(app)
     return app
 

@@ -25,6 +25,7 @@ answers of both paths for the same requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -43,6 +44,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SUBMIT_PATH = "/api/v1/jobs"
 _JSON = (b"content-type", b"application/json")
+_TEXT = (b"content-type", b"text/plain; charset=utf-8")
 
 
 def bearer_token(value: str | None) -> str | None:
@@ -79,8 +81,14 @@ def _is_json(content_type: bytes) -> bool:
     return main == b"application/json"
 
 
-async def _answer(send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    headers = [(b"content-length", str(len(body)).encode()), _JSON]
+async def _answer(
+    send: Send,
+    status: int,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    content_type: tuple[bytes, bytes] = _JSON,
+) -> None:
+    headers = [(b"content-length", str(len(body)).encode()), content_type]
     if extra:
         headers.extend(extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -99,6 +107,19 @@ class SubmitFastPath:
         if scope["type"] != "http" or scope["path"] != SUBMIT_PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        try:
+            replay = await self._submit(scope, receive, send)
+        except Exception:
+            # What Starlette's error middleware does: a plain 500, then re-raise for the server
+            # to log. (Nothing is sent if the answer had already started.)
+            with contextlib.suppress(Exception):
+                await _answer(send, 500, b"Internal Server Error", content_type=_TEXT)
+            raise
+        if replay is not None:
+            await self.app(scope, _replay(replay), send)
+
+    async def _submit(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        """Answer the request, or return its body for the FastAPI route to answer."""
         authorization: str | None = None
         json_body = False
         for k, v in scope["headers"]:
@@ -114,56 +135,54 @@ class SubmitFastPath:
                     too_big = True
                 if too_big:
                     await _answer(send, 413, too_large_document(self.max_body_bytes))
-                    return
-        if not json_body:
-            await self.app(scope, receive, send)
-            return
+                    return None
 
         chunks: list[bytes] = []
         size = 0
         while True:
             msg = await receive()
             if msg["type"] != "http.request":  # client went away
-                return
+                return None
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
                 await _answer(send, 413, too_large_document(self.max_body_bytes))
-                return
+                return None
             chunks.append(chunk)
             if not msg.get("more_body", False):
                 break
         raw = b"".join(chunks)
-
+        if not json_body:
+            return raw
         try:
             data = json.loads(raw) if raw else None
         except ValueError:
             data = None
         if not isinstance(data, dict):
             # Empty, malformed or not an object: FastAPI's own answer (its 400 names the position).
-            await self.app(scope, _replay(raw), send)
-            return
+            return raw
 
         svc = self.service
         try:
             principal = svc.admit(bearer_token(authorization))
         except ServiceError as exc:
             await _answer(send, *error_document(exc))
-            return
+            return None
         try:
             body = m.JobSubmit.model_validate(data, from_attributes=True)
         except ValidationError as exc:
             errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
             await _answer(send, 400, validation_document(errors))
-            return
+            return None
         try:
             rec, fut = svc.submit(principal, body.model_dump(exclude={"tenant"}), body.tenant)
         except ServiceError as exc:
             await _answer(send, *error_document(exc))
-            return
+            return None
         await asyncio.wrap_future(fut)
         out = {"id": rec.id, "tenant": rec.tenant, "state": "pending", "submitted_at": rec.submitted_at}
         await _answer(send, 201, json.dumps(out, separators=(",", ":")).encode())
+        return None
 
 
 def too_large_document(limit: int) -> bytes:
