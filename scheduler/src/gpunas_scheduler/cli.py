@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import ssl
@@ -118,7 +119,13 @@ def serve(
         "access_log": cfg.log_level == "debug",
         "timeout_graceful_shutdown": 10,
     }
-    uvicorn.run(build(cfg).app, **common)
+    app = build(cfg).app
+    # Everything alive now (modules, models, routes: over 100,000 objects) lives as long as the
+    # process; moved out of the collector's reach, a full collection no longer scans them and
+    # costs a request tens of milliseconds less.
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, **common)
 
 
 @app.command(
