@@ -182,6 +182,9 @@ def test_failed_group_commit_fails_every_waiter(store: Store) -> None:
     with pytest.raises(Exception):  # noqa: B017 - IntegrityError (SQL) or KeyError (memory)
         dup.result(timeout=10)
     assert store.count_jobs() == 1
+    # The failed transaction was rolled back: the next group commit goes through.
+    add(store, job(2))
+    assert store.count_jobs() == 2 and [e.kind for e in store.job_events(job(2).id, 10)] == ["submitted"]
 
 
 def test_trimmed_specs_for_the_loop_never_overwrite_the_stored_spec(store: Store) -> None:

@@ -8,6 +8,7 @@ on disk while many submits share the cost of one commit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -268,18 +269,28 @@ class SqlStore:
         return f"INSERT INTO {table.name} ({quoted}) VALUES ({', '.join([mark] * len(columns))})"
 
     def _write_inserts(self, conn: Connection, items: list[_Insert]) -> None:
-        # The submit hot path: plain DB-API executemany with positional rows; the Core insert
-        # construct costs several times more CPU per row and the writer shares the GIL with
-        # the request handlers.
+        # The submit hot path: plain DB-API executemany with positional rows and the driver's
+        # own commit. SQLAlchemy's insert construct costs several times more CPU per row, and
+        # its transaction and statement bookkeeping about as much per commit as SQLite's commit
+        # itself; the writer shares the GIL with the request handlers. Both drivers open the
+        # transaction implicitly at the first INSERT (sqlite3's legacy mode, psycopg without
+        # autocommit), and nothing else uses this connection meanwhile.
         if self._sql_jobs is None:
             self._sql_jobs = self._insert_sql(t.jobs, _JOB_COLUMNS)
             self._sql_events = self._insert_sql(t.job_events, _EVENT_COLUMNS)
+        raw: Any = conn.connection.dbapi_connection
         try:
-            with conn.begin():
-                conn.exec_driver_sql(self._sql_jobs, [_job_tuple(i.job) for i in items])
-                conn.exec_driver_sql(self._sql_events, [_event_tuple(i.event) for i in items])
+            cur = raw.cursor()
+            try:
+                cur.executemany(self._sql_jobs, [_job_tuple(i.job) for i in items])
+                cur.executemany(self._sql_events, [_event_tuple(i.event) for i in items])
+            finally:
+                cur.close()
+            raw.commit()
         except Exception as exc:  # every waiting caller must learn that its submit failed
             log.exception("group commit of %d jobs failed", len(items))
+            with contextlib.suppress(Exception):
+                raw.rollback()
             for i in items:
                 i.future.set_exception(exc)
             return
