@@ -183,6 +183,19 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds per thread of ``pid`` by OS thread name (the server names its threads)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            name = "event loop" if task.name == str(pid) else (task / "comm").read_text().strip()
+        except FileNotFoundError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))]
@@ -220,16 +233,24 @@ def main() -> int:
         print(f"scheduling loop interval {args.schedule_interval}s (it runs during the benchmark)")
         print(f"load average before: {os.getloadavg()[0]:.2f} (other work on this machine skews the numbers)")
 
+        server_cpu0, client_cpu0 = cpu_seconds(proc.pid), time.process_time()
         lat, lat_acked, lat_err = uvloop.run(latency(port, token, args.latency_seconds, args.rate))
+        server_cpu = cpu_seconds(proc.pid) - server_cpu0
+        client_cpu = time.process_time() - client_cpu0
         print(
             f"latency at {args.rate:.0f} req/s for {args.latency_seconds:.0f}s: n={len(lat)} errors={lat_err} "
             f"p50={pct(lat, 0.50) * 1000:.2f} ms p95={pct(lat, 0.95) * 1000:.2f} ms "
             f"p99={pct(lat, 0.99) * 1000:.2f} ms max={max(lat) * 1000:.2f} ms (target p99 <= 20 ms)"
         )
+        print(
+            f"  server CPU {server_cpu * 1e6 / max(1, len(lat)):.0f} us per submit, client CPU "
+            f"{client_cpu * 1e6 / max(1, len(lat)):.0f} us per submit; load average now {os.getloadavg()[0]:.2f}"
+        )
 
-        server_cpu0, client_cpu0 = cpu_seconds(proc.pid), time.process_time()
+        server_cpu0, client_cpu0, threads0 = cpu_seconds(proc.pid), time.process_time(), thread_cpu(proc.pid)
         acked, windows, errors = uvloop.run(throughput(port, token, args.seconds, args.connections))
         server_cpu = cpu_seconds(proc.pid) - server_cpu0
+        threads1 = thread_cpu(proc.pid)
         client_cpu = time.process_time() - client_cpu0
         full = [w / 10.0 for w in windows[: int(args.seconds // 10)]]
         print(
@@ -246,6 +267,11 @@ def main() -> int:
         print(
             f"  server CPU {server_cpu:.1f} s = {per * 1e6:.0f} us per submit -> {1 / per:.0f} submits per "
             f"CPU-second of the server; client CPU {client_cpu:.1f} s; load average now {os.getloadavg()[0]:.2f}"
+        )
+        split = sorted(((v - threads0.get(k, 0.0), k) for k, v in threads1.items()), reverse=True)
+        print(
+            "  server CPU per submit by thread: "
+            + ", ".join(f"{k} {cpu * 1e6 / max(1, len(acked)):.0f} us" for cpu, k in split if cpu > 0)
         )
     finally:
         proc.send_signal(signal.SIGKILL)  # as a crash: what was acknowledged must be on disk

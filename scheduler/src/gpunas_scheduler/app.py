@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from gpunas_scheduler.api.app import create_app
 from gpunas_scheduler.config import Config
 from gpunas_scheduler.domain.model import JobClass, Policy
+from gpunas_scheduler.osthread import name_os_thread
 from gpunas_scheduler.service.core import SchedulerService, Settings
 from gpunas_scheduler.service.loop import SchedulingLoop
 from gpunas_scheduler.service.metrics import Metrics
@@ -79,6 +80,7 @@ class Server:
             _release_free_memory()
 
     def _run(self) -> None:
+        name_os_thread()
         pause = self.config.schedule_interval_s
         while not self._stop.wait(pause):
             started = time.monotonic()

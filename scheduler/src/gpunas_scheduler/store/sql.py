@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from gpunas_scheduler.osthread import name_os_thread
 from gpunas_scheduler.service.ports import Changeset
 from gpunas_scheduler.service.records import (
     CounterKind,
@@ -198,10 +199,11 @@ class SqlStore:
             # Checkpoints copy the WAL into the database file and fsync it. Left to SQLite they run
             # inside a committing transaction and stall every submit waiting on that commit;
             # here a separate connection runs them (PASSIVE: never blocks the writer).
-            self._checkpointer = threading.Thread(target=self._run_checkpoints, name="store-checkpoint", daemon=True)
+            self._checkpointer = threading.Thread(target=self._run_checkpoints, name="wal-checkpoint", daemon=True)
             self._checkpointer.start()
 
     def _run_checkpoints(self) -> None:
+        name_os_thread()
         while not self._stop_checkpoints.wait(1.0):
             try:
                 with self.engine.connect() as conn:
@@ -226,6 +228,7 @@ class SqlStore:
         return fut.result()
 
     def _run_writer(self) -> None:
+        name_os_thread()
         conn = self.engine.connect()
         if self._dialect == "sqlite":
             conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
