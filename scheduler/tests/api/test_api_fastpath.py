@@ -101,6 +101,14 @@ CASES: list[tuple[str, str | None, str | None, bytes]] = [
 ]
 
 
+def test_first_content_type_header_counts_on_both_paths(pair: Pair) -> None:
+    raw = [(b"authorization", f"Bearer {pair.tokens['suwon-user']}".encode())]
+    for first, second, status in ((b"text/plain", b"application/json", 400), (b"application/json", b"text/plain", 201)):
+        headers = [*raw, (b"content-type", first), (b"content-type", second)]
+        for client in (pair.fast, pair.slow):
+            assert client.post("/api/v1/jobs", content=j(), headers=headers).status_code == status
+
+
 def _headers(p: Pair, who: str | None, content_type: str | None) -> dict[str, str]:
     h: dict[str, str] = {}
     if who is not None:

@@ -121,13 +121,14 @@ class SubmitFastPath:
     async def _submit(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
         """Answer the request, or return its body for the FastAPI route to answer."""
         authorization: str | None = None
-        json_body = False
+        content_type: bytes | None = None
         for k, v in scope["headers"]:
             if k == b"authorization":
                 if authorization is None:
                     authorization = v.decode("latin-1")
             elif k == b"content-type":
-                json_body = _is_json(v)
+                if content_type is None:  # the first, as Starlette's headers.get() reads it
+                    content_type = v
             elif k == b"content-length":
                 try:
                     too_big = int(v) > self.max_body_bytes
@@ -152,7 +153,7 @@ class SubmitFastPath:
             if not msg.get("more_body", False):
                 break
         raw = b"".join(chunks)
-        if not json_body:
+        if content_type is None or not _is_json(content_type):
             return raw
         try:
             data = json.loads(raw) if raw else None
