@@ -40,6 +40,15 @@ rm -f "$out/id_ed25519" "$out/id_ed25519.pub"
 ssh-keygen -q -t ed25519 -N '' -C gpunas-testhost -f "$out/id_ed25519"
 install -d -m 0700 "$root/root/.ssh"
 install -m 0600 "$out/id_ed25519.pub" "$root/root/.ssh/authorized_keys"
+# QEMU's -kernel boot would bring back the image's first initramfs on every reboot, hiding what a
+# role put into the guest's own (mdadm.conf, module blacklists). So a reboot kexecs into the guest's
+# /vmlinuz and /initrd.img instead, as a boot loader would: kexec-tools loads them at shutdown and
+# this hook executes them in place of the firmware reset.
+sed -i 's/^LOAD_KEXEC=.*/LOAD_KEXEC=true/' "$root/etc/default/kexec"
+install -d "$root/usr/lib/systemd/system-shutdown"
+printf '#!/bin/sh\n[ "$1" = reboot ] && [ "$(cat /sys/kernel/kexec_loaded)" = 1 ] && exec /usr/sbin/kexec -e\nexit 0\n' \
+  >"$root/usr/lib/systemd/system-shutdown/kexec-reboot"
+chmod 0755 "$root/usr/lib/systemd/system-shutdown/kexec-reboot"
 printf 'virtio_pci\nvirtio_blk\nvirtio_net\next4\n' >>"$root/etc/initramfs-tools/modules"
 sed -i 's/^MODULES=.*/MODULES=list/' "$root/etc/initramfs-tools/initramfs.conf"
 

@@ -274,7 +274,10 @@ def start_vm(image: Path, spec: dict, state: Path) -> dict:
         "-initrd",
         str(image / "initrd.img"),
         "-append",
-        "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet",
+        # Under TCG on a busy 2-core machine, udev can take two minutes to come up; the default
+        # 90 s job timeout then drops a reboot into emergency mode waiting for an md device that
+        # is about to appear. Reboots kexec with this command line, so it holds for them too.
+        "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet systemd.default_timeout_start_sec=600",
         # Fixed PCI slots: the root disk probes first and stays /dev/vda whatever disks follow.
         "-drive",
         f"file={overlay},if=none,id=root,format=qcow2,discard=unmap",
