@@ -13,7 +13,17 @@ from collections import Counter
 from dataclasses import dataclass
 
 from gpunas_scheduler.domain.accounting import account, month_key
-from gpunas_scheduler.domain.model import Decisions, Job, JobClass, JobState, Node, QuotaLevel, QuotaNotice, TenantUsage
+from gpunas_scheduler.domain.model import (
+    Decisions,
+    Job,
+    JobClass,
+    JobState,
+    Node,
+    QuotaLevel,
+    QuotaNotice,
+    ResourceRequest,
+    TenantUsage,
+)
 from gpunas_scheduler.domain.schedule import schedule
 from gpunas_scheduler.service.convert import (
     allocation_to_json,
@@ -62,6 +72,7 @@ class SchedulingLoop:
         # pending jobs whose version differs (new, requeued or changed), so its cost no longer
         # grows with decoding every queued job's row each second.
         self._pending: dict[str, tuple[int, Job]] = {}
+        self._shapes: dict[ResourceRequest, ResourceRequest] = {}
         self.is_leader = False
 
     def run_once(self) -> PassResult | None:
@@ -250,9 +261,17 @@ class SchedulingLoop:
                 current[job_id] = hit
             else:
                 changed.append(job_id)
-        for r in store.jobs_by_id(changed, SCHEDULING_SPEC_KEYS):
-            if r.state == JobState.PENDING and r.id not in seen:
-                current[r.id] = (r.version, job_from_record(r))
+        # In slices, so that a first pass over a long queue never holds every record at once;
+        # equal resource requests share one object (queues hold many jobs of a few shapes).
+        shapes = self._shapes
+        if len(shapes) > 10_000:
+            shapes.clear()
+        for start in range(0, len(changed), 1000):
+            for r in store.jobs_by_id(changed[start : start + 1000], SCHEDULING_SPEC_KEYS):
+                if r.state == JobState.PENDING and r.id not in seen:
+                    job = job_from_record(r)
+                    job.request = shapes.setdefault(job.request, job.request)
+                    current[r.id] = (r.version, job)
         self._pending = current
         for job_id, (version, job) in current.items():
             pending.append(job)
