@@ -89,7 +89,8 @@ def main() -> int:
                   f"{result['changed_first']:>8} {result['changed_again']:>14}", flush=True)
         converge = statistics.median(r['converge'] for r in rounds)
         rerun = statistics.median(r['rerun'] for r in rounds)
-        print(f"{name:8} {'median':>5} {converge:>10.1f} {rerun:>9.1f}   re-run/converge {rerun / converge:.2f}")
+        print(f"{name:8} {'median':>5} {converge:>10.1f} {rerun:>9.1f}   re-run/converge {rerun / converge:.2f}"
+              f"   (load average now {' '.join(f'{x:.1f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs)")
     if failures:
         print(f'{failures} round(s) changed something on re-run', file=sys.stderr)
     return 1 if failures else 0
