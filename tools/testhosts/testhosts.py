@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -111,15 +112,19 @@ def archive_versions() -> dict[str, str]:
     state = cache_root() / "apt-state"
     (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     sources = state / "sources.list"
-    sources.write_text(f"deb {MIRROR} bookworm main contrib\ndeb {MIRROR} bookworm-updates main contrib\n")
     opts = [
         f"-oDir::Etc::SourceList={sources}",
         "-oDir::Etc::SourceParts=-",
         f"-oDir::State::Lists={state / 'lists'}",
         "-oAPT::Get::List-Cleanup=0",
     ]
-    run(["apt-get", "-qq", *opts, "update"], what="reading Debian's package index")
-    out = run(["apt-cache", *opts, "policy", "linux-image-amd64", "zfs-dkms"], capture=True)
+    # Two scenarios starting VMs at once both read the index; apt-get would refuse the second
+    # ("Could not get lock"), so they take turns.
+    with open(state / "testhosts.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        sources.write_text(f"deb {MIRROR} bookworm main contrib\ndeb {MIRROR} bookworm-updates main contrib\n")
+        run(["apt-get", "-qq", *opts, "update"], what="reading Debian's package index")
+        out = run(["apt-cache", *opts, "policy", "linux-image-amd64", "zfs-dkms"], capture=True)
     versions: dict[str, str] = {}
     package = ""
     for line in out.splitlines():
