@@ -216,7 +216,7 @@ def ensure_present(module, runner, bins, result):
                           'after': {'state': 'present', 'level': 'raid{}'.format(params['level']),
                                     'devices': sorted(devices), 'spares': sorted(spares)}}
     if not module.check_mode:
-        device, detail = find_array(runner, bins, params['name'])
+        _device, detail = find_array(runner, bins, params['name'])
         fill_identity(result, detail)
 
 
@@ -239,7 +239,7 @@ def grow_array(module, runner, bins, device, detail, devices, spares, expanded, 
     after['spares'] = sorted(set(before['spares']) | set(add_spares))
     result['diff'] = {'before': before, 'after': after}
     if result['changed'] and not module.check_mode:
-        device, detail = find_array(runner, bins, params['name'])
+        _device, detail = find_array(runner, bins, params['name'])
     fill_identity(result, detail)
 
 
