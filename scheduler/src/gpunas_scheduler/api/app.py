@@ -19,9 +19,10 @@ from gpunas_scheduler.api import models as m
 from gpunas_scheduler.api.fastpath import (
     SUBMIT_PATH,
     SubmitFastPath,
+    answer_too_large,
     bearer_token,
+    declared_too_large,
     error_document,
-    too_large_document,
     validation_document,
 )
 from gpunas_scheduler.domain.model import JobClass, JobState
@@ -77,14 +78,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         for k, v in scope.get("headers", ()):
-            if k == b"content-length":
-                try:
-                    too_big = int(v) > self.max_bytes
-                except ValueError:
-                    too_big = True
-                if too_big:
-                    await _too_large(send, self.max_bytes)
-                    return
+            if k == b"content-length" and declared_too_large(v, self.max_bytes):
+                await answer_too_large(send, self.max_bytes)
+                return
         seen = 0
 
         async def limited() -> dict[str, Any]:
@@ -97,18 +93,6 @@ class BodyLimit:
             return msg
 
         await self.app(scope, limited, send)
-
-
-async def _too_large(send: Any, limit: int) -> None:
-    body = too_large_document(limit)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 class SchedulerApp(FastAPI):

@@ -129,14 +129,9 @@ class SubmitFastPath:
             elif k == b"content-type":
                 if content_type is None:  # the first, as Starlette's headers.get() reads it
                     content_type = v
-            elif k == b"content-length":
-                try:
-                    too_big = int(v) > self.max_body_bytes
-                except ValueError:
-                    too_big = True
-                if too_big:
-                    await _answer(send, 413, too_large_document(self.max_body_bytes))
-                    return None
+            elif k == b"content-length" and declared_too_large(v, self.max_body_bytes):
+                await answer_too_large(send, self.max_body_bytes)
+                return None
 
         chunks: list[bytes] = []
         size = 0
@@ -147,7 +142,7 @@ class SubmitFastPath:
             chunk = msg.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await _answer(send, 413, too_large_document(self.max_body_bytes))
+                await answer_too_large(send, self.max_body_bytes)
                 return None
             chunks.append(chunk)
             if not msg.get("more_body", False):
@@ -189,6 +184,19 @@ class SubmitFastPath:
 def too_large_document(limit: int) -> bytes:
     """The 413 document naming the limit."""
     return m.ErrorOut(error=f"request body larger than {limit} bytes", field="body").model_dump_json().encode()
+
+
+def declared_too_large(content_length: bytes, limit: int) -> bool:
+    """Whether a ``Content-Length`` header announces more than ``limit`` bytes (or is not a number)."""
+    try:
+        return int(content_length) > limit
+    except ValueError:
+        return True
+
+
+async def answer_too_large(send: Send, limit: int) -> None:
+    """Answer 413 with the document naming the limit."""
+    await _answer(send, 413, too_large_document(limit))
 
 
 def _replay(body: bytes) -> Receive:
