@@ -118,8 +118,8 @@ def archive_versions() -> dict[str, str]:
         f"-oDir::State::Lists={state / 'lists'}",
         "-oAPT::Get::List-Cleanup=0",
     ]
-    # Two scenarios starting VMs at once both read the index; apt-get would refuse the second
-    # ("Could not get lock"), so they take turns.
+    # Two builds at once would both read the index; apt-get would refuse the second ("Could not
+    # get lock"), so they take turns.
     with open(state / "testhosts.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         sources.write_text(f"deb {MIRROR} bookworm main contrib\ndeb {MIRROR} bookworm-updates main contrib\n")
@@ -137,12 +137,21 @@ def archive_versions() -> dict[str, str]:
     return versions
 
 
+def build_files(kind: str) -> list[Path]:
+    return [HERE / f"build-{kind}.sh", HERE / f"packages-{kind}.txt"]
+
+
+def scripts_digest(kind: str) -> str:
+    """Digest of what builds an image of ``kind``: its build script, package list and mirror."""
+    return _digest(build_files(kind), [MIRROR])
+
+
 def image_key(kind: str) -> str:
-    scripts = [HERE / f"build-{kind}.sh", HERE / f"packages-{kind}.txt"]
+    """The cache key: the build scripts and, for the VM, what Debian's archive offers today."""
     extra = [MIRROR]
     if kind == "vm":
         extra += [f"{k}={v}" for k, v in sorted(archive_versions().items())]
-    return _digest(scripts, extra)
+    return _digest(build_files(kind), extra)
 
 
 def run(cmd: list[str], what: str = "", capture: bool = False, env: dict[str, str] | None = None) -> str:
@@ -186,12 +195,28 @@ def build_container(force: bool) -> None:
     log(f"container image built in {time.monotonic() - started:.0f} s")
 
 
+def vm_record() -> Path:
+    """Where ``build vm`` records the image it built or found current, for ``up`` to use."""
+    return cache_root() / "current-vm.json"
+
+
 def vm_dir() -> Path:
+    """The VM image that ``build vm`` last recorded, if it still matches the build scripts.
+
+    ``up`` does not read Debian's index: whether the archive moved on is ``build``'s question,
+    asked once per test run, not once per VM.
+    """
     check_prerequisites(["vm"], building=False)
-    key = image_key("vm")
-    out = cache_root() / f"vm-{key}"
+    hint = "run: tools/testhosts/testhosts.py build vm"
+    try:
+        record = json.loads(vm_record().read_text())
+    except (OSError, ValueError):
+        raise Refusal(f"no VM image is recorded as built in {vm_record()}; {hint}") from None
+    if record.get("scripts") != scripts_digest("vm"):
+        raise Refusal(f"the VM build scripts changed since image {record.get('key')} was built; {hint}")
+    out = cache_root() / f"vm-{record.get('key')}"
     if not (out / "base.qcow2").exists():
-        raise Refusal(f"the VM image for key {key} is not built yet; run: tools/testhosts/testhosts.py build vm")
+        raise Refusal(f"the recorded VM image {out} is missing; {hint}")
     return out
 
 
@@ -201,6 +226,7 @@ def build_vm(force: bool) -> None:
     out = cache_root() / f"vm-{key}"
     if not force and (out / "base.qcow2").exists():
         log(f"VM image is current (key {key}, {out})")
+        record_vm(key)
         return
     log(f"building VM image (key {key}, about 8 min: debootstrap, ZFS DKMS build, disk image)")
     tmp = Path(tempfile.mkdtemp(prefix=f"vm-{key}.", dir=cache_root()))
@@ -212,9 +238,16 @@ def build_vm(force: bool) -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"VM image built in {time.monotonic() - started:.0f} s")
+    record_vm(key)
     for stale in cache_root().glob("vm-*"):
         if stale != out and stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
+
+
+def record_vm(key: str) -> None:
+    tmp = vm_record().with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "scripts": scripts_digest("vm")}) + "\n")
+    tmp.replace(vm_record())
 
 
 def free_port() -> int:
