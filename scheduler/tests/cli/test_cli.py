@@ -91,7 +91,7 @@ def test_migrate_is_idempotent_and_admin_commands(tmp_path: Path) -> None:
     token = token_file.read_text().strip()
     assert token.startswith("gpn_")
     code, out = cli("admin", "token-list", "--config", str(cfg))
-    assert code == 0 and "alice" in out and token.split("_")[2] not in out
+    assert code == 0 and "alice" in out and token.split("_", 2)[2] not in out
     code, out = cli("admin", "token-revoke", token.split("_")[1], "--config", str(cfg))
     assert code == 0 and "revoked" in out
 

@@ -110,7 +110,7 @@ def test_tokens_expire_and_revoke_and_are_hashed(env: Seeded) -> None:
     assert svc.admit(issued.token).user == "suwon-user"
     stored = svc.store.get_token(issued.record.id)
     assert stored is not None
-    assert issued.token.split("_")[2] not in stored.secret_hash
+    assert issued.token.split("_", 2)[2] not in stored.secret_hash
     assert len(stored.secret_hash) == 64
     env.clock.advance(121)
     with pytest.raises(Unauthenticated, match="expired"):
@@ -129,6 +129,17 @@ def test_tokens_expire_and_revoke_and_are_hashed(env: Seeded) -> None:
         svc.admit("Bearer nonsense")
     with pytest.raises(Unauthenticated):
         svc.admit(None)
+
+
+@pytest.mark.parametrize("secret", ["_" + "a" * 42, "a" * 20 + "__" + "b" * 21, "-" * 42 + "_"])
+def test_token_secrets_with_underscores_admit(env: Seeded, monkeypatch: pytest.MonkeyPatch, secret: str) -> None:
+    """``token_urlsafe`` draws ``_`` and ``-``: a secret that starts with or holds them is still one secret."""
+    monkeypatch.setattr("gpunas_scheduler.service.auth.secrets.token_urlsafe", lambda _n: secret)
+    issued = env.service.issue_token(who(env, "suwon-admin"), "suwon-user", 120)
+    assert issued.token == f"gpn_{issued.record.id}_{secret}"
+    assert env.service.admit(issued.token).user == "suwon-user"
+    with pytest.raises(Unauthenticated):
+        env.service.admit(f"gpn_{issued.record.id}_{secret[::-1]}")
 
 
 def test_user_creation_rules(env: Seeded) -> None:
