@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.env import PgCluster, free_port, run_cli, spawn_server, whole_gpu_node, write_config
+from support.env import PgCluster, Spawned, free_port, run_cli, spawn_server, wait_for, whole_gpu_node, write_config
 
 SUBMIT = {"image": "pytorch:1", "job_class": "training", "resources": {"gpus": 1}}
 
@@ -49,12 +49,12 @@ def test_spawned_server_end_to_end(tmp_path: Path) -> None:
             r = c.put("/api/v1/nodes/node-a", json=whole_gpu_node(2), headers=auth(tokens["node-a"]))
             assert r.status_code == 200, r.text
             jid = c.post("/api/v1/jobs", json=SUBMIT, headers=auth(tokens["alice"])).json()["id"]
-            deadline = time.monotonic() + 10
-            state = "pending"
-            while state == "pending" and time.monotonic() < deadline:
-                time.sleep(0.1)
-                state = c.get(f"/api/v1/jobs/{jid}", headers=auth(tokens["alice"])).json()["state"]
-            assert state == "running"
+
+            def state() -> str:
+                return str(c.get(f"/api/v1/jobs/{jid}", headers=auth(tokens["alice"])).json()["state"])
+
+            wait_for(lambda: state() != "pending", "the job to leave pending")
+            assert state() == "running"
             assert c.get("/readyz").json()["detail"]["leader"] is True
     finally:
         # uvicorn re-raises the signal after its graceful shutdown, hence -SIGTERM.
@@ -127,8 +127,19 @@ def test_two_servers_on_postgresql_one_leader_and_failover(tmp_path: Path, pg_cl
     tokens = bootstrap(cfgs[0])
     servers = [spawn_server(c, p, d / "server.log") for c, p, d in zip(cfgs, ports, dirs)]
     try:
-        time.sleep(1.0)
-        leaders = [httpx.get(s.url + "/readyz").json()["detail"]["leader"] for s in servers]
+
+        def is_leader(server: Spawned) -> bool:
+            return bool(httpx.get(server.url + "/readyz").json()["detail"]["leader"])
+
+        def leader_flags() -> list[bool] | None:
+            flags = [is_leader(s) for s in servers]
+            return flags if any(flags) else None
+
+        def running(url: str, *ids: str) -> bool:
+            jobs = [httpx.get(f"{url}/api/v1/jobs/{jid}", headers=auth(tokens["alice"])).json() for jid in ids]
+            return all(job["state"] == "running" for job in jobs)
+
+        leaders = wait_for(leader_flags, "a leader")
         assert sorted(leaders) == [False, True]
         leader, follower = (servers[0], servers[1]) if leaders[0] else (servers[1], servers[0])
         # Both accept submits; only the leader schedules, and a follower's submit is scheduled too.
@@ -137,24 +148,13 @@ def test_two_servers_on_postgresql_one_leader_and_failover(tmp_path: Path, pg_cl
             httpx.post(s.url + "/api/v1/jobs", json=SUBMIT, headers=auth(tokens["alice"])).json()["id"]
             for s in (leader, follower)
         ]
-        time.sleep(1.0)
-        for jid in ids:
-            job = httpx.get(follower.url + f"/api/v1/jobs/{jid}", headers=auth(tokens["alice"])).json()
-            assert job["state"] == "running"
+        wait_for(lambda: running(follower.url, *ids), "both jobs running")
         leader.proc.send_signal(signal.SIGKILL)
         leader.proc.wait(timeout=10)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if httpx.get(follower.url + "/readyz").json()["detail"]["leader"]:
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the surviving server never took the leader lock")
+        wait_for(lambda: is_leader(follower), "the surviving server to take the leader lock")
         httpx.post(follower.url + "/api/v1/nodes/node-a/heartbeat", json={}, headers=auth(tokens["node-a"]))
         late = httpx.post(follower.url + "/api/v1/jobs", json=SUBMIT, headers=auth(tokens["alice"])).json()["id"]
-        time.sleep(1.0)
-        job = httpx.get(follower.url + f"/api/v1/jobs/{late}", headers=auth(tokens["alice"])).json()
-        assert job["state"] == "running"
+        wait_for(lambda: running(follower.url, late), "the job submitted after failover running")
     finally:
         for s in servers:
             s.stop()

@@ -12,9 +12,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -187,6 +188,9 @@ def pg_cluster() -> Iterator[PgCluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+T = TypeVar("T")
+
+
 # --------------------------------------------------------------- spawned server
 @dataclass
 class Spawned:
@@ -232,6 +236,20 @@ def spawn_server(config: Path, port: int, log: Path, ca: Path | None = None) -> 
         time.sleep(0.1)
     proc.kill()
     raise RuntimeError(f"server did not become ready: {log.read_text()[-2000:]}")
+
+
+def wait_for(probe: Callable[[], T | None], what: str, timeout_s: float = 30.0) -> T:
+    """Poll ``probe`` until it returns something other than None or False; fail naming ``what``.
+
+    Spawned servers schedule every 0.1 s, but on a loaded machine a fixed sleep is not enough."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = probe()
+        if got is not None and got is not False:
+            return got
+        if time.monotonic() >= deadline:
+            pytest.fail(f"after {timeout_s:.0f} s still waiting for {what}")
+        time.sleep(0.1)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
