@@ -41,8 +41,9 @@ link: ## Make the collection importable as ansible_collections.gpunas.platform
 	@mkdir -p $(dir $(LINK))
 	@ln -sfn ../../../.. $(LINK)
 
-lint: venv ## yamllint, ansible-lint (production profile), ruff, changelog fragments
+lint: venv ## yamllint, ansible-lint (production profile and our rules), ruff, changelog fragments
 	yamllint --strict .
+	python -m pytest -q -p no:cacheprovider tools/tests
 	ansible-lint --strict
 	ruff check .
 	antsibull-changelog lint
