@@ -32,9 +32,9 @@ $(VENV)/.stamp: requirements/controller.txt requirements/test.txt requirements/c
 	touch $@
 
 scheduler-venv: $(SCHED_VENV)/.stamp ## The scheduler daemon and its test tools
-$(SCHED_VENV)/.stamp: scheduler/pyproject.toml
+$(SCHED_VENV)/.stamp: scheduler/pyproject.toml scheduler/constraints.txt
 	$(PYTHON) -m venv $(SCHED_VENV)
-	$(SCHED_VENV)/bin/pip install -q -e 'scheduler[test]'
+	$(SCHED_VENV)/bin/pip install -q -c scheduler/constraints.txt -e 'scheduler[test]'
 	touch $@
 
 link: ## Make the collection importable as ansible_collections.gpunas.platform
