@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 
 import pytest
-from support.env import FakeClock, Seeded, job_spec, seed, whole_gpu_node
+from support.env import FakeClock, PgCluster, Seeded, job_spec, seed, whole_gpu_node
 
+from gpunas_scheduler.service import loop as loop_module
 from gpunas_scheduler.service.auth import Principal
 from gpunas_scheduler.service.errors import Conflict, Forbidden
 from gpunas_scheduler.service.loop import SchedulingLoop
 from gpunas_scheduler.service.records import CounterKind, JobRecord
+from gpunas_scheduler.store import migrate
 from gpunas_scheduler.store.memory import MemoryStore
+from gpunas_scheduler.store.sql import SqlStore
+
+_db_counter = itertools.count()
 
 
 class SoleLeader:
@@ -59,6 +65,50 @@ def test_not_leader_does_nothing(env: Seeded) -> None:
     jid = submit(env, "suwon-user", job_spec())
     assert SchedulingLoop(env.service, lock).run_once() is None
     assert get(env, jid).state == "pending"
+
+
+@pytest.fixture(params=["memory", "postgresql"])
+def shared_env(request: pytest.FixtureRequest) -> Iterator[Seeded]:
+    if request.param == "memory":
+        yield seed(MemoryStore(), FakeClock())
+        return
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    store = SqlStore(cluster.create_database(f"fence_{next(_db_counter)}"))
+    migrate.upgrade(store.engine)
+    try:
+        yield seed(store, FakeClock())
+    finally:
+        store.close()
+
+
+def test_a_leader_that_lost_its_lock_mid_pass_writes_nothing(
+    shared_env: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Server a reads the state and decides; before it commits, its lock session ends and server b
+    # takes over and starts an urgent job a never saw on the only GPU. a's lock check passed
+    # before the pass, so only the term fence keeps it from starting its job on the same GPU.
+    env = shared_env
+    svc = env.service
+    a, b = SchedulingLoop(svc, SoleLeader()), SchedulingLoop(svc, SoleLeader())
+    svc.register_node(p(env, "node-a"), "node-a", whole_gpu_node(1))
+    assert a.run_once() is not None
+    queued = submit(env, "suwon-user", job_spec())
+    urgent: list[str] = []
+    real_schedule = loop_module.schedule
+
+    def b_takes_over(*args: object, **kwargs: object) -> object:
+        decisions = real_schedule(*args, **kwargs)  # type: ignore[arg-type]
+        if not urgent:
+            urgent.append(submit(env, "yongin-user", job_spec("urgent_inference")))
+            res = b.run_once()
+            assert res is not None and res.started == 1
+        return decisions
+
+    monkeypatch.setattr(loop_module, "schedule", b_takes_over)
+    assert a.run_once() is None
+    assert not a.is_leader
+    assert (get(env, urgent[0]).state, get(env, queued).state) == ("running", "pending")
+    assert kinds(env, queued) == ["submitted"]
 
 
 def test_start_run_and_finish(env: Seeded) -> None:

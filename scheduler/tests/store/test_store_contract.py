@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support.env import PgCluster
 
-from gpunas_scheduler.service.ports import Changeset, Store
+from gpunas_scheduler.service.ports import Changeset, LeadershipLost, Store
 from gpunas_scheduler.service.records import (
     CounterDelta,
     CounterKind,
@@ -221,3 +221,16 @@ def test_job_versions_and_jobs_by_id(store: Store) -> None:
     assert store.jobs_by_id([]) == []
     many = store.jobs_by_id([job(2).id] + [f"{i:022x}" for i in range(1200)])
     assert [j.id for j in many] == [job(2).id]
+
+
+def test_a_new_leadership_term_fences_commits_of_the_old_one(store: Store) -> None:
+    old = store.claim_leadership()
+    store.commit(Changeset(tenants=[TenantRecord("suwon", 1.0, None, None, None, 5.0)], term=old))
+    new = store.claim_leadership()
+    assert new == old + 1
+    with pytest.raises(LeadershipLost):
+        store.commit(Changeset(tenants=[TenantRecord("seongnam", 1.0, None, None, None, 5.0)], term=old))
+    assert store.get_tenant("seongnam") is None
+    store.commit(Changeset(tenants=[TenantRecord("yongin", 1.0, None, None, None, 5.0)], term=new))
+    store.commit(Changeset(tenants=[TenantRecord("yongin", 2.0, None, None, None, 5.0)]))  # API writes: no term
+    assert [t.name for t in store.list_tenants()] == ["suwon", "yongin"]

@@ -3,6 +3,11 @@
 Only the holder of the leader lock runs passes. Every decision is written with the job version
 it was computed from; a job changed meanwhile (cancelled, reported finished) keeps its new state
 and the stale decision is dropped, to be redone by the next pass.
+
+A server that takes the lock starts a new leadership term in the store, and every pass commits
+fenced by its term. A leader that loses its lock during a pass (its PostgreSQL session ends while
+its pass runs) therefore cannot write decisions taken from a view the new leader does not share:
+the commit fails with ``LeadershipLost`` and the pass is discarded.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from gpunas_scheduler.service.convert import (
     tenant_from_record,
 )
 from gpunas_scheduler.service.core import ACTIVE, SchedulerService, requeue
-from gpunas_scheduler.service.ports import Changeset, LeaderLock
+from gpunas_scheduler.service.ports import Changeset, LeaderLock, LeadershipLost
 from gpunas_scheduler.service.records import (
     CounterDelta,
     CounterKind,
@@ -73,6 +78,7 @@ class SchedulingLoop:
         # grows with decoding every queued job's row each second.
         self._pending: dict[str, tuple[int, Job]] = {}
         self._shapes: dict[ResourceRequest, ResourceRequest] = {}
+        self._term: int | None = None
         self.is_leader = False
 
     def run_once(self) -> PassResult | None:
@@ -82,9 +88,13 @@ class SchedulingLoop:
         svc.metrics.leader.set(1 if self.is_leader else 0)
         if not self.is_leader:
             self._pending = {}
+            self._term = None
             return None
         store, now, settings = svc.store, svc.clock(), svc.settings
-        ch = Changeset()
+        if self._term is None:
+            self._term = store.claim_leadership()
+            log.info("leading the scheduler, term %d", self._term)
+        ch = Changeset(term=self._term)
         node_recs = store.list_nodes()
         down: set[str] = set()
         for n in node_recs:
@@ -224,7 +234,15 @@ class SchedulingLoop:
         ch.jobs.extend(v for k, v in touched.items() if k not in already)
         self._quota_events(decisions.quota_notices, now, ch)
 
-        conflicts = store.commit(ch)
+        try:
+            conflicts = store.commit(ch)
+        except LeadershipLost:
+            log.warning("another server took over during this pass; its decisions are discarded")
+            self.is_leader = False
+            self._pending = {}
+            self._term = None
+            svc.metrics.leader.set(0)
+            return None
         if conflicts:
             log.info("dropped %d stale decisions (jobs changed during the pass)", len(conflicts))
         m = svc.metrics

@@ -31,6 +31,10 @@ def system_clock() -> float:
     return time.time()
 
 
+class LeadershipLost(Exception):
+    """A commit carried a leadership term that is over: another server leads now."""
+
+
 @dataclass(slots=True)
 class Changeset:
     """Writes applied in one transaction.
@@ -39,6 +43,9 @@ class Changeset:
     written only if the stored version still matches. A job's spec is immutable after submit and
     is never rewritten by an update (optimistic concurrency between the
     scheduling loop and API calls, also across servers sharing one PostgreSQL database).
+
+    ``term``, set by the scheduling loop, fences the commit: unless the stored leadership term
+    still equals it, nothing is written and :class:`LeadershipLost` is raised.
     """
 
     tenants: list[TenantRecord] = field(default_factory=list)
@@ -50,6 +57,7 @@ class Changeset:
     tenant_events: list[TenantEventRecord] = field(default_factory=list)
     counters: list[CounterDelta] = field(default_factory=list)
     fairshare: list[FairshareRecord] = field(default_factory=list)
+    term: int | None = None
 
     def empty(self) -> bool:
         return not (
@@ -125,6 +133,11 @@ class Store(Protocol):
     def counters(self, tenant: str, periods: dict[CounterKind, str]) -> dict[CounterKind, float]: ...
 
     def fairshare(self) -> dict[str, FairshareRecord]: ...
+
+    def claim_leadership(self) -> int:
+        """Start a new leadership term and return it; commits fenced by an older term fail from now on.
+
+        Waits for a fenced commit in progress, so that the new leader reads its writes."""
 
     def count_jobs(self) -> int: ...
 

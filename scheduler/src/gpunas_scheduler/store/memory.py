@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 
-from gpunas_scheduler.service.ports import Changeset
+from gpunas_scheduler.service.ports import Changeset, LeadershipLost
 from gpunas_scheduler.service.records import (
     CounterKind,
     EventRecord,
@@ -38,6 +38,7 @@ class MemoryStore:
         self._counters: dict[tuple[str, str, str], float] = {}
         self._fairshare: dict[str, FairshareRecord] = {}
         self._seq = 0
+        self._term = 0
 
     def _add_event(self, ev: EventRecord) -> None:
         self._seq += 1
@@ -61,6 +62,8 @@ class MemoryStore:
     def commit(self, change: Changeset) -> set[str]:
         ch = copy.deepcopy(change)
         with self._lock:
+            if ch.term is not None and ch.term != self._term:
+                raise LeadershipLost(f"leadership term {ch.term} is over")
             for job, expected in ch.jobs:
                 if expected == 0 and job.id in self._jobs:
                     raise KeyError(f"duplicate job id {job.id}")
@@ -193,6 +196,11 @@ class MemoryStore:
     def fairshare(self) -> dict[str, FairshareRecord]:
         with self._lock:
             return copy.deepcopy(self._fairshare)
+
+    def claim_leadership(self) -> int:
+        with self._lock:
+            self._term += 1
+            return self._term
 
     def count_jobs(self) -> int:
         with self._lock:

@@ -128,3 +128,12 @@ fairshare_usage = Table(
     Column("decayed_gpu_seconds", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# One row (id 1): the leadership term, raised by every server that becomes leader. The scheduling
+# loop's commits check it, so a leader that lost its lock mid-pass cannot write its decisions.
+leader_term = Table(
+    "leader_term",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("term", BigInteger, nullable=False),
+)

@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from gpunas_scheduler.osthread import name_os_thread
-from gpunas_scheduler.service.ports import Changeset
+from gpunas_scheduler.service.ports import Changeset, LeadershipLost
 from gpunas_scheduler.service.records import (
     CounterKind,
     EventRecord,
@@ -322,6 +322,12 @@ class SqlStore:
         conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=cols), list(rows))
 
     def _apply(self, conn: Connection, ch: Changeset) -> set[str]:
+        if ch.term is not None:
+            # First statement: it takes the row lock that claim_leadership's update waits for.
+            term = t.leader_term
+            fenced = update(term).where(term.c.id == 1, term.c.term == ch.term).values(term=ch.term)
+            if conn.execute(fenced).rowcount != 1:
+                raise LeadershipLost(f"leadership term {ch.term} is over")
         self._upsert(
             conn,
             t.tenants,
@@ -593,6 +599,12 @@ class SqlStore:
                 r.tenant: FairshareRecord(r.tenant, r.decayed_gpu_seconds, r.updated_at)
                 for r in conn.execute(select(t.fairshare_usage))
             }
+
+    def claim_leadership(self) -> int:
+        term = t.leader_term
+        with self.engine.begin() as conn:
+            conn.execute(update(term).where(term.c.id == 1).values(term=term.c.term + 1))
+            return int(conn.execute(select(term.c.term).where(term.c.id == 1)).scalar_one())
 
     def count_jobs(self) -> int:
         with self.engine.connect() as conn:
