@@ -274,6 +274,40 @@ def test_gpu_hours_quota_warns_then_holds_and_requeues(env: Seeded) -> None:
     assert get(env, other).state == "running"
 
 
+def test_gpu_hour_quota_use_is_exported_every_pass(env: Seeded) -> None:
+    from prometheus_client import generate_latest
+
+    svc = env.service
+    t = svc.store.get_tenant("yongin")
+    assert t is not None
+    t.gpu_hours_per_month = 10.0
+    svc.upsert_tenant(t)
+    loop = SchedulingLoop(svc, SoleLeader())
+    svc.register_node(p(env, "node-a"), "node-a", whole_gpu_node(2))
+    jid = submit(env, "yongin-user", job_spec("training"))
+
+    def ratio() -> str:
+        text = generate_latest(svc.metrics.registry).decode()
+        return next(
+            line.rsplit(" ", 1)[1]
+            for line in text.splitlines()
+            if line.startswith('gpunas_quota_used_ratio{quota="gpu_hours_per_month",tenant="yongin"}')
+        )
+
+    loop.run_once()
+    assert ratio() == "0.0"
+    env.clock.advance(3600)
+    svc.heartbeat(p(env, "node-a"), "node-a", None)
+    loop.run_once()
+    assert ratio() == "0.1"
+    svc.report(p(env, "node-a"), jid, "succeeded")
+    env.tokens["node-a"] = svc.issue_token(None, "node-a", 40 * 86400).token
+    env.clock.advance(31 * 86400)  # a new month: nothing used in it yet
+    svc.heartbeat(p(env, "node-a"), "node-a", None)
+    loop.run_once()
+    assert ratio() == "0.0"
+
+
 def test_cancel_during_pass_wins_over_stale_decision(env: Seeded) -> None:
     svc = env.service
     svc.register_node(p(env, "node-a"), "node-a", whole_gpu_node(1))

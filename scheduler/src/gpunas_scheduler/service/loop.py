@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from gpunas_scheduler.domain.accounting import account, month_key
+from gpunas_scheduler.domain.accounting import account, gpu_quota_level, month_key
 from gpunas_scheduler.domain.model import (
     Decisions,
     Job,
@@ -157,6 +157,12 @@ class SchedulingLoop:
             delta = u.month_gpu_seconds - (prev.month_gpu_seconds if prev is not None else 0.0)
             if delta > 0:
                 ch.counters.append(CounterDelta(name, CounterKind.GPU_SECONDS, month, delta))
+
+        for name, tenant in tenants.items():
+            # Every pass, so the gauge shows use below the warning too and falls back in a new month.
+            if tenant.quotas.gpu_hours_per_month is not None:
+                used = gpu_quota_level(tenant, usage.get(name), now, settings.policy.quota_warning_ratio)
+                svc.metrics.quota_ratio.labels(name, str(used.dimension)).set(used.ratio)
 
         t0 = time.perf_counter()
         decisions = schedule(pending, running, nodes, tenants, usage, now, settings.policy)
@@ -300,7 +306,6 @@ class SchedulingLoop:
         for n in notices:
             key = (n.tenant, str(n.dimension))
             seen.add(key)
-            self.service.metrics.quota_ratio.labels(n.tenant, str(n.dimension)).set(n.ratio)
             if self._quota_levels.get(key) != n.level:
                 self._quota_levels[key] = n.level
                 kind = "quota_warning" if n.level is QuotaLevel.WARNING else "quota_exceeded"
