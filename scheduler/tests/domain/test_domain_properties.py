@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpunas_scheduler.domain import schedule
+from gpunas_scheduler.domain import ClusterState, plan, schedule
 from gpunas_scheduler.domain.model import (
     Allocation,
     Gpu,
@@ -19,6 +19,7 @@ from gpunas_scheduler.domain.model import (
     MigInstance,
     Node,
     Policy,
+    Pool,
     PreemptReason,
     Quotas,
     ResourceRequest,
@@ -269,3 +270,70 @@ def test_preemption_victims_lose_least_work_and_respect_min_runtime(victims):
     chosen = next(j for j in running if j.id == p.job_id)
     assert chosen in eligible
     assert chosen.work_at_risk_s(NOW) == min(j.work_at_risk_s(NOW) for j in eligible)
+
+
+
+@st.composite
+def contended(draw: st.DrawFn) -> tuple[list[Node], list[Job], list[Job]]:
+    """Nodes of whole GPUs in NVLink groups and shared GPUs, a first wave of jobs with run-time
+    limits that fills them, and a second wave of large and small jobs with and without limits."""
+    cluster = []
+    for n in range(draw(st.integers(1, 3))):
+        size = draw(st.sampled_from([2, 4, 8]))
+        gs = [Gpu(i, 81920, nvlink_group=i // size) for i in range(8)]
+        gs += [Gpu(8 + i, 81920, GpuMode.SHARED) for i in range(draw(st.integers(0, 2)))]
+        cluster.append(Node(f"n{n}", 16000, draw(st.sampled_from([65536, 262144])), tuple(gs)))
+
+    def wave(prefix: str, count: int, max_gpus: int, limits: list[float | None]) -> list[Job]:
+        result = []
+        for i in range(count):
+            if draw(st.booleans()):
+                req = ResourceRequest(
+                    gpus=draw(st.integers(1, max_gpus)), cpu_milli=draw(st.sampled_from([500, 4000])), memory_mib=8192
+                )
+            else:
+                req = ResourceRequest(gpus=1, gpu_share_milli=draw(st.integers(100, 900)), memory_mib=4096)
+            j = Job(
+                f"{prefix}{i}",
+                draw(st.sampled_from(TENANTS)),
+                "u",
+                draw(st.sampled_from(list(JobClass))),
+                req,
+                float(i),
+                max_runtime_s=draw(st.sampled_from(limits)),
+                service=draw(st.sampled_from([None, None, None, "svc"])),
+            )
+            result.append(j)
+        return result
+
+    first = wave("r", draw(st.integers(4, 24)), 2, [600.0, 3600.0, 7200.0])
+    later = wave("p", draw(st.integers(1, 20)), 8, [None, 600.0, 3600.0, 90000.0])
+    return cluster, first, later
+
+
+@settings(max_examples=200, deadline=None)
+@given(setup=contended(), policy=st.sampled_from([Policy(), Policy(shares_on_whole_gpus=True)]))
+def test_a_hold_is_free_for_its_job_when_it_starts(setup, policy):
+    """Whatever a pass starts after making a hold, the held job fits on the hold's node once the
+    jobs there that end by the hold's start (by their run-time bound) have gone; no job that may
+    still run then is on the whole GPUs held."""
+    cluster, first, later = setup
+    pending, running = apply(first, [], schedule(first, [], cluster, {}, {}, NOW, policy), NOW)
+    state = ClusterState(cluster, running, policy)
+    now = NOW + 300.0
+    queue = pending + later
+    decisions = plan(state, queue, {}, {}, now)
+    check_no_overcommit(cluster, apply(queue, list(running), decisions, now)[1], policy)
+    holds = dict(state.holds)
+    state.clear_holds()
+    started = {s.job_id for s in decisions.starts}
+    for hold in holds.values():
+        held = next(j for j in queue if j.id == hold.job_id)
+        assert held.id not in started
+        ns = state.nodes[hold.node]
+        gone = [j for j in ns.jobs.values() if state.ends[j.id] <= hold.until]
+        assert state.fits_after_release(held, ns, gone), f"hold for {held.id} on {hold.node} was taken"
+        if held.request.pool is Pool.WHOLE:  # held whole GPUs are ones that are free by then
+            for j in ns.jobs.values():
+                if state.ends[j.id] > hold.until:
+                    assert not set(state.allocations[j.id].gpu_indices) & hold.gpus, f"{j.id} took a held GPU"

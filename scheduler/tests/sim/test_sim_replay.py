@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gpunas_scheduler.domain.model import Gpu, JobClass, Node, Policy, ResourceRequest
-from gpunas_scheduler.sim import SimParams, Task, Trace, policy_named, simulate
+from gpunas_scheduler.sim import SimParams, Simulator, Task, Trace, policy_named, simulate
 from gpunas_scheduler.sim.metrics import jain_index, percentile
 
 
@@ -104,3 +104,19 @@ def test_jain_and_percentile():
     assert percentile([1.0, 2.0, 3.0, 4.0], 95) == 4.0
     assert percentile(list(map(float, range(1, 101))), 95) == 95.0
     assert percentile([], 95) == 0.0
+
+
+def test_a_large_job_is_not_starved_by_a_stream_of_small_ones():
+    # Eight 1-GPU jobs fill the node, a new 1-GPU job arrives every 100 s and runs 1,500 s, and an
+    # 8-GPU job of the same class arrives at t=50. Its hold keeps the GPUs that free up idle for it
+    # (the small jobs' 24 h bound outlasts the hold), so it starts when the first eight are done.
+    first = [task(f"f{i}", 0, 1000 + 10 * i) for i in range(8)]
+    stream = [task(f"s{i:03d}", 100 * i, 1500) for i in range(1, 200)]
+    trace = Trace("t", cluster(8), [*first, task("big", 50, 600, gpus=8), *stream])
+    ours = Simulator(trace, policy_named("ours"))
+    best = Simulator(trace, policy_named("best-fit"))
+    reports = [ours.run(), best.run()]
+    assert [r.unfinished for r in reports] == [0, 0]
+    assert ours.runs["big"].waited == pytest.approx(1070 - 50)
+    assert best.runs["big"].waited > 19_900 - 50
+    assert reports[0].held_idle_gpu_h > 0 and reports[1].held_idle_gpu_h == 0

@@ -13,13 +13,16 @@ a list sorted by remaining share, MIG instances and vGPU slots by profile. Alloc
 * replicas of one service go to different nodes;
 * among fitting candidates the policy picks best fit (fewest free GPUs left in the group, least
   share left on the GPU); ties go to the design score 0.6 x free-memory ratio + 0.4 x idle ratio
-  (``PACKING_SCORE``) or to node order (``BEST_FIT``).
+  (``PACKING_SCORE``) or to node order (``BEST_FIT``);
+* a ``Hold`` (backfill reservation, see ``reserve``) keeps its GPUs, and the node CPU and memory
+  its job needs, from every job that might still run at the hold's start time.
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -39,12 +42,54 @@ from .model import (
 )
 
 PCIE_GROUP = -1
+_NO_GPUS: frozenset[int] = frozenset()
 
 
 def runtime_limit(job: Job, policy: Policy) -> float | None:
     """Run time after which a job is checkpointed and requeued (the tighter of job and class limit)."""
-    limits = [x for x in (job.max_runtime_s, policy.max_runtime_s.get(job.job_class)) if x is not None]
-    return min(limits) if limits else None
+    limit = policy.max_runtime_s.get(job.job_class)
+    own = job.max_runtime_s
+    if own is not None and (limit is None or own < limit):
+        return own
+    return limit
+
+
+def runtime_bound(job: Job, policy: Policy) -> float:
+    """Longest a job started now can hold its resources: its run-time limit plus the grace period
+    it gets to checkpoint at that limit (infinite without a limit)."""
+    limit = runtime_limit(job, policy)
+    return math.inf if limit is None else limit + job.checkpoint_grace_s
+
+
+class Hold:
+    """A backfill reservation: ``job_id`` is to start on ``node`` at ``until`` on ``gpus``.
+
+    A job that may still run at ``until`` (its ``runtime_bound`` is more than ``span``, the time
+    from the pass to ``until``) is not placed on those GPUs, and on this node takes no more CPU and
+    memory than ``cpu_spare`` and ``memory_spare``: what is left at ``until`` beyond the held job's
+    needs. Jobs that end by ``until`` may use anything.
+    """
+
+    __slots__ = ("cpu_spare", "gpus", "job_id", "memory_spare", "node", "service", "span", "until")
+
+    def __init__(
+        self,
+        job: Job,
+        node: str,
+        until: float,
+        span: float,
+        gpus: frozenset[int],
+        cpu_spare: int,
+        memory_spare: int,
+    ) -> None:
+        self.job_id = job.id
+        self.service = job.service
+        self.node = node
+        self.until = until
+        self.span = span
+        self.gpus = gpus
+        self.cpu_spare = cpu_spare
+        self.memory_spare = memory_spare
 
 
 class GpuState:
@@ -55,6 +100,7 @@ class GpuState:
         "free_vgpu",
         "gpu",
         "group",
+        "holders",
         "node",
         "order",
         "share_key",
@@ -75,6 +121,7 @@ class GpuState:
         self.free_vgpu: list[int] = list(range(slots))
         self.group: GroupState | None = None
         self.share_key: tuple[float, ...] | None = None
+        self.holders: dict[str, GpuSlice] = {}
 
     def score(self, policy: Policy) -> float:
         mem = self.gpu.memory_mib
@@ -87,18 +134,30 @@ class GpuState:
 
 
 class GroupState:
-    __slots__ = ("free", "key", "node", "order", "version")
+    __slots__ = ("free", "key", "members", "node", "order", "version")
 
     def __init__(self, node: NodeState, key: int, order: int) -> None:
         self.node = node
         self.key = key
         self.order = order
         self.free: list[GpuState] = []
+        self.members: list[GpuState] = []
         self.version = 0
 
 
 class NodeState:
-    __slots__ = ("free_cpu", "free_memory", "gpus", "groups", "jobs", "node", "order", "pools", "services")
+    __slots__ = (
+        "earliest",
+        "free_cpu",
+        "free_memory",
+        "gpus",
+        "groups",
+        "jobs",
+        "node",
+        "order",
+        "pools",
+        "services",
+    )
 
     def __init__(self, node: Node, order: int, cpu_overcommit: float) -> None:
         self.node = node
@@ -110,6 +169,8 @@ class NodeState:
         self.jobs: dict[str, Job] = {}
         self.services: dict[str, int] = {}
         self.pools: set[Pool] = {Pool.NONE} if node.schedulable else set()
+        # ClusterState._earliest_gpus by request, valid until a job here starts, stops or is preempted.
+        self.earliest: dict[ResourceRequest, tuple[float, frozenset[int]] | None] = {}
 
 
 _POOLS_OF_MODE = {
@@ -147,6 +208,9 @@ class ClusterState:
         self.priority_victims: set[str] = set()
         self.tenant_units: dict[str, float] = {}
         self.deadlines: list[tuple[float, str, float]] = []
+        self.ends: dict[str, float] = {}
+        self.holds: dict[str, Hold] = {}
+        self.longest_hold_span = 0.0
         self._buckets: dict[int, list[tuple[tuple[float, ...], int, int, GroupState]]] = {}
         self._max_bucket = 0
         self._share: list[tuple[tuple[float, ...], int, GpuState]] = []
@@ -176,6 +240,7 @@ class ClusterState:
                         group_order += 1
                         ns.groups[key] = group
                     gs.group = group
+                    group.members.append(gs)
         for job in running:
             if job.allocation is not None and job.allocation.node in self.nodes:
                 self._take(job, job.allocation)
@@ -260,6 +325,7 @@ class ClusterState:
     # ------------------------------------------------------------ bookkeeping
     def _take(self, job: Job, alloc: Allocation, sign: int = 1, started_at: float | None = None) -> None:
         ns = self.nodes[alloc.node]
+        ns.earliest.clear()
         ns.free_cpu -= sign * alloc.cpu_milli
         ns.free_memory -= sign * alloc.memory_mib
         self.tenant_units[job.tenant] = self.tenant_units.get(job.tenant, 0.0) + sign * alloc.gpu_units
@@ -271,6 +337,9 @@ class ClusterState:
             limit = runtime_limit(job, self.policy)
             if limit is not None:
                 heapq.heappush(self.deadlines, (started + limit, job.id, started))
+                self.ends[job.id] = started + limit + job.checkpoint_grace_s
+            else:
+                self.ends[job.id] = math.inf
             if job.service is not None:
                 ns.services[job.service] = ns.services.get(job.service, 0) + 1
         else:
@@ -278,6 +347,7 @@ class ClusterState:
             self.running.pop(job.id, None)
             self.allocations.pop(job.id, None)
             self.preempting.pop(job.id, None)
+            self.ends.pop(job.id, None)
             if job.id in self.priority_victims:
                 self.priority_victims.discard(job.id)
                 self._refresh_reservation(ns)
@@ -293,6 +363,10 @@ class ClusterState:
                 continue
             gs.free_memory -= sign * sl.memory_mib
             gs.free_share -= sign * sl.share_milli
+            if sign > 0:
+                gs.holders[job.id] = sl
+            else:
+                gs.holders.pop(job.id, None)
             if sl.mig_instance is not None:
                 profile = next(i.profile for i in gs.gpu.mig_instances if i.id == sl.mig_instance)
                 if sign > 0:
@@ -314,7 +388,10 @@ class ClusterState:
         the room being made, and the preemptor would have to preempt again.
         """
         self.preempting[job.id] = deadline
+        self.ends[job.id] = deadline
         alloc = self.allocations.get(job.id)
+        if alloc is not None:
+            self.nodes[alloc.node].earliest.clear()
         if reason in (None, PreemptReason.PRIORITY) and alloc is not None:
             self.priority_victims.add(job.id)
             node = alloc.node
@@ -335,6 +412,11 @@ class ClusterState:
         """Record that ``job`` holds ``alloc`` from ``started_at`` on."""
         self._take(job, alloc, started_at=started_at)
         self._reindex(alloc)
+        if self.holds:
+            hold = self.holds.get(alloc.node)
+            if hold is not None and runtime_bound(job, self.policy) > hold.span:
+                hold.cpu_spare -= alloc.cpu_milli
+                hold.memory_spare -= alloc.memory_mib
 
     def release(self, job_id: str) -> None:
         """Return the resources of a job that stopped."""
@@ -362,34 +444,54 @@ class ClusterState:
     def free_gpu_units(self) -> float:
         return sum(gs.free_share for ns in self.nodes.values() for gs in ns.gpus.values() if gs.usable) / 1000.0
 
-    def _node_fits(self, ns: NodeState, job: Job, host: bool = True) -> bool:
+    def _node_fits(self, ns: NodeState, job: Job, host: bool, bound: float) -> bool:
         if ns.node.name in self.reserved and not self._may_use_reserved(ns, job):
             return False
         req = job.request
         if host and (ns.free_cpu < req.cpu_milli or ns.free_memory < req.memory_mib):
             return False
+        if self.holds:
+            hold = self.holds.get(ns.node.name)
+            if hold is not None and bound > hold.span:
+                if host and (req.cpu_milli > hold.cpu_spare or req.memory_mib > hold.memory_spare):
+                    return False
+                if job.service is not None and job.service == hold.service:
+                    return False
         return job.service is None or job.service not in ns.services
 
-    def find(self, job: Job, host: bool = True) -> Allocation | None:
+    def _held_gpus(self, ns: NodeState, bound: float) -> frozenset[int]:
+        """GPUs of ``ns`` that a job holding its resources for ``bound`` seconds may not take."""
+        hold = self.holds.get(ns.node.name)
+        if hold is None or bound <= hold.span:
+            return _NO_GPUS
+        return hold.gpus
+
+    def exempt_from_holds(self, job: Job) -> bool:
+        """Whether some hold lets ``job`` use its resources (the job ends before that hold starts)."""
+        return bool(self.holds) and runtime_bound(job, self.policy) <= self.longest_hold_span
+
+    def find(self, job: Job, host: bool = True, holds: bool = True) -> Allocation | None:
         """Best allocation for ``job`` under the policy, or None when nothing fits now.
 
-        ``host=False`` ignores node CPU and memory (used to tell GPU fragmentation from host limits).
+        ``host=False`` ignores node CPU and memory (used to tell GPU fragmentation from host limits);
+        ``holds=False`` ignores backfill reservations (used to measure what they keep idle).
         """
+        bound = runtime_bound(job, self.policy) if holds and self.holds else 0.0
         pool = job.request.pool
         if pool is Pool.WHOLE:
-            return self._find_whole(job, host)
+            return self._find_whole(job, host, bound)
         if pool is Pool.SHARE:
-            return self._find_share(job, host)
+            return self._find_share(job, host, bound)
         if pool is Pool.MIG:
-            return self._find_profiled(job, self._mig.get(job.request.mig_profile or "", {}), True, host)
+            return self._find_profiled(job, self._mig.get(job.request.mig_profile or "", {}), True, host, bound)
         if pool is Pool.VGPU:
-            return self._find_profiled(job, self._vgpu.get(job.request.vgpu_profile or "", {}), False, host)
-        return self._find_cpu_only(job, host)
+            return self._find_profiled(job, self._vgpu.get(job.request.vgpu_profile or "", {}), False, host, bound)
+        return self._find_cpu_only(job, host, bound)
 
     def _alloc(self, ns: NodeState, req: ResourceRequest, slices: list[GpuSlice]) -> Allocation:
         return Allocation(ns.node.name, tuple(slices), req.cpu_milli, req.memory_mib)
 
-    def _find_whole(self, job: Job, host: bool) -> Allocation | None:
+    def _find_whole(self, job: Job, host: bool, bound: float) -> Allocation | None:
         req = job.request
         need = req.gpus
         need_mem = req.gpu_memory_mib or 0
@@ -407,9 +509,12 @@ class ClusterState:
                 if entry[1] != group.version:
                     heapq.heappop(heap)
                     continue
-                ok = not (strict and group.key == PCIE_GROUP) and self._node_fits(group.node, job, host)
+                ok = not (strict and group.key == PCIE_GROUP) and self._node_fits(group.node, job, host, bound)
                 if ok:
                     fitting = [g for g in group.free if g.gpu.memory_mib >= need_mem]
+                    if self.holds:
+                        held = self._held_gpus(group.node, bound)
+                        fitting = [g for g in fitting if g.gpu.index not in held]
                     if len(fitting) >= need:
                         if by_score:
                             fitting.sort(key=lambda g: (-g.score(self.policy), g.order))
@@ -428,21 +533,28 @@ class ClusterState:
             return req.gpu_memory_mib
         return (gs.gpu.memory_mib * (req.gpu_share_milli or 0) + 999) // 1000
 
-    def _find_share(self, job: Job, host: bool) -> Allocation | None:
+    def _find_share(self, job: Job, host: bool, bound: float) -> Allocation | None:
         req = job.request
         share = req.gpu_share_milli or 0
         i = bisect.bisect_left(self._share, float(share), key=_share_free)
         for _key, _order, gs in self._share[i:]:
             mem = self._share_memory(gs, req)
-            if gs.free_memory >= mem and self._node_fits(gs.node, job, host):
-                return self._alloc(gs.node, req, [GpuSlice(gs.gpu.index, mem, share)])
+            if gs.free_memory < mem or not self._node_fits(gs.node, job, host, bound):
+                continue
+            if self.holds and gs.gpu.index in self._held_gpus(gs.node, bound):
+                continue
+            return self._alloc(gs.node, req, [GpuSlice(gs.gpu.index, mem, share)])
         return None
 
-    def _find_profiled(self, job: Job, candidates: dict[int, GpuState], mig: bool, host: bool) -> Allocation | None:
+    def _find_profiled(
+        self, job: Job, candidates: dict[int, GpuState], mig: bool, host: bool, bound: float
+    ) -> Allocation | None:
         req = job.request
         best: tuple[tuple[float, ...], _Candidate] | None = None
         for gs in candidates.values():
-            if not self._node_fits(gs.node, job, host):
+            if not self._node_fits(gs.node, job, host, bound):
+                continue
+            if self.holds and gs.gpu.index in self._held_gpus(gs.node, bound):
                 continue
             if mig:
                 free_ids = gs.free_mig.get(req.mig_profile or "", [])
@@ -474,9 +586,9 @@ class ClusterState:
             sl = GpuSlice(gs.gpu.index, mem, 0, vgpu_slot=int(cand.slot) if cand.slot is not None else None)
         return self._alloc(gs.node, req, [sl])
 
-    def _find_cpu_only(self, job: Job, host: bool) -> Allocation | None:
+    def _find_cpu_only(self, job: Job, host: bool, bound: float) -> Allocation | None:
         for ns in self.nodes.values():
-            if ns.node.schedulable and self._node_fits(ns, job, host):
+            if ns.node.schedulable and self._node_fits(ns, job, host, bound):
                 return self._alloc(ns, job.request, [])
         return None
 
@@ -487,6 +599,10 @@ class ClusterState:
             return False
         if ns.node.name in self.reserved and not self._may_use_reserved(ns, job):
             return False
+        if self.holds:
+            hold = self.holds.get(ns.node.name)
+            if hold is not None and runtime_bound(job, self.policy) > hold.span:
+                return False
         req = job.request
         freed_share: dict[int, int] = {}
         freed_mem: dict[int, int] = {}
@@ -553,3 +669,120 @@ class ClusterState:
     def _share_eligible_mode(self, gs: GpuState) -> bool:
         mode = gs.gpu.mode
         return mode is GpuMode.SHARED or (mode is GpuMode.WHOLE and self.policy.shares_on_whole_gpus)
+
+    # ------------------------------------------------------- reservations
+    def clear_holds(self) -> None:
+        """Forget the backfill reservations of the previous pass (each pass makes its own)."""
+        self.holds.clear()
+        self.longest_hold_span = 0.0
+
+    def reserve(self, job: Job, now: float) -> Hold | None:
+        """Hold the place where ``job``, which fits nowhere now, can start soonest.
+
+        The start time comes from the ``runtime_bound`` of the jobs running now (a PREEMPTING job
+        ends at its deadline at the latest); a job in the way without a bound never ends for this
+        purpose. None when no node gives a finite time. One hold per node.
+        """
+        pool = job.request.pool
+        best: Hold | None = None
+        for ns in self.nodes.values():
+            name = ns.node.name
+            if pool not in ns.pools or name in self.holds:
+                continue
+            if name in self.reserved and not self._may_use_reserved(ns, job):
+                continue
+            hold = self._earliest(ns, job, now)
+            if hold is not None and (best is None or hold.until < best.until):
+                best = hold
+        if best is not None:
+            self.holds[best.node] = best
+            self.longest_hold_span = max(self.longest_hold_span, best.span)
+        return best
+
+    def _earliest(self, ns: NodeState, job: Job, now: float) -> Hold | None:
+        req = job.request
+        if req in ns.earliest:
+            gpus = ns.earliest[req]
+        else:
+            gpus = ns.earliest[req] = self._earliest_gpus(ns, req)
+        if gpus is None or gpus[0] == math.inf:
+            return None
+        ends = self.ends
+        until = max(gpus[0], now)  # a job past its bound is being requeued: it leaves now
+        if ns.free_cpu < req.cpu_milli or ns.free_memory < req.memory_mib:
+            cpu, memory = ns.free_cpu, ns.free_memory
+            for j in sorted(ns.jobs.values(), key=lambda j: ends[j.id]):
+                alloc = self.allocations[j.id]
+                cpu += alloc.cpu_milli
+                memory += alloc.memory_mib
+                if cpu >= req.cpu_milli and memory >= req.memory_mib:
+                    until = max(until, ends[j.id])
+                    break
+            else:
+                return None
+        if job.service is not None:
+            until = max([until, *(ends[j.id] for j in ns.jobs.values() if j.service == job.service)])
+        if until == math.inf:
+            return None
+        cpu, memory = ns.free_cpu, ns.free_memory
+        for j in ns.jobs.values():
+            if ends[j.id] <= until:
+                alloc = self.allocations[j.id]
+                cpu += alloc.cpu_milli
+                memory += alloc.memory_mib
+        return Hold(job, ns.node.name, until, until - now, gpus[1], cpu - req.cpu_milli, memory - req.memory_mib)
+
+    def _earliest_gpus(self, ns: NodeState, req: ResourceRequest) -> tuple[float, frozenset[int]] | None:
+        """When and on which GPUs of ``ns`` the request fits once the jobs there end by their bound.
+
+        Capacity free now counts as free since ``-inf``, so the answer does not depend on the time
+        of the pass and stays valid until the jobs on the node change.
+        """
+        now = -math.inf
+        pool = req.pool
+        if pool is Pool.NONE:
+            return now, _NO_GPUS
+        ends = self.ends
+        best: tuple[float, frozenset[int]] | None = None
+        if pool is Pool.WHOLE:
+            need, need_mem = req.gpus, req.gpu_memory_mib or 0
+            strict = self.policy.strict_nvlink and need > 1
+            for group in ns.groups.values():
+                if strict and group.key == PCIE_GROUP:
+                    continue
+                times = sorted(
+                    (max([ends[j] for j in g.holders], default=now), g.gpu.index)
+                    for g in group.members
+                    if g.usable and g.gpu.memory_mib >= need_mem
+                )
+                if len(times) >= need and (best is None or times[need - 1][0] < best[0]):
+                    best = (times[need - 1][0], frozenset(i for _, i in times[:need]))
+            return best
+        for gs in ns.gpus.values():
+            if not gs.usable:
+                continue
+            t: float | None = None
+            if pool is Pool.SHARE and self._share_eligible_mode(gs):
+                share, mem, need_mem = gs.free_share, gs.free_memory, self._share_memory(gs, req)
+                need_share = req.gpu_share_milli or 0
+                t = now
+                if share < need_share or mem < need_mem:
+                    for j, sl in sorted(gs.holders.items(), key=lambda h: ends[h[0]]):
+                        share += sl.share_milli
+                        mem += sl.memory_mib
+                        t = ends[j]
+                        if share >= need_share and mem >= need_mem:
+                            break
+                    else:
+                        t = None
+            elif pool is Pool.MIG:
+                ids = [i.id for i in gs.gpu.mig_instances if i.profile == req.mig_profile]
+                holders = {sl.mig_instance: ends[j] for j, sl in gs.holders.items()}
+                t = min((holders.get(i, now) for i in ids), default=None)
+            elif pool is Pool.VGPU:
+                profile = gs.gpu.vgpu_profile
+                if profile is not None and profile.name == req.vgpu_profile and profile.max_instances > 0:
+                    t = now if gs.free_vgpu else min((ends[j] for j in gs.holders), default=None)
+            if t is not None and (best is None or t < best[0]):
+                best = (t, frozenset({gs.gpu.index}))
+        return best

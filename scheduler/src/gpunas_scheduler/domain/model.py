@@ -331,6 +331,7 @@ class Policy:
     running_charge_s: float = 3600.0
     preempt_max_class: JobClass = JobClass.URGENT_INFERENCE
     max_preemptions_per_pass: int = 16
+    reservation_searches: int = 4
     max_runtime_s: dict[JobClass, float] = field(default_factory=lambda: dict(DEFAULT_MAX_RUNTIME_S))
     gpu_quota_classes: frozenset[JobClass] = frozenset(JobClass)
     quota_requeue_running: bool = True
@@ -352,8 +353,13 @@ class Policy:
 
     @classmethod
     def best_fit(cls) -> Policy:
-        """Baseline: FIFO order with backfill and best-fit packing; no classes, fair-share, preemption
-        or run-time limit."""
+        """Baseline: FIFO order with plain backfill and best-fit packing; no classes, fair-share,
+        preemption, reservations or run-time limit."""
         return cls(
-            ordering=Ordering.FIFO, placement=Placement.BEST_FIT, backfill=True, preemption=False, max_runtime_s={}
+            ordering=Ordering.FIFO,
+            placement=Placement.BEST_FIT,
+            backfill=True,
+            preemption=False,
+            reservation_searches=0,
+            max_runtime_s={},
         )

@@ -59,6 +59,7 @@ def plan(
     """
     policy = state.policy
     decisions = Decisions()
+    state.clear_holds()
     _expire_grace(state, now, decisions)
     _expire_runtime(state, now, decisions)
     over_quota = _quota(state, tenants, usage, now, decisions)
@@ -189,6 +190,8 @@ class _Pass:
         self.over_quota = over_quota
         self.decisions = decisions
         self.preempt_tries = 0
+        self.reservation_searches = 0
+        self.reserved_pools: set[Pool] = set()
         self.incoming = sum(
             state.allocations[j].gpu_units
             for j in state.preempting
@@ -253,11 +256,14 @@ class _Pass:
             self.decisions.quota_held.append(job.id)
             return True
         req = job.request
-        if job.service is None and self._known_to_fail(req, self.failed):
+        # A job that some hold lets through sees more than the jobs whose failures are cached.
+        cached = job.service is None and not self.state.exempt_from_holds(job)
+        known = cached and self._known_to_fail(req, self.failed)
+        if known:
             alloc = None
         else:
             alloc = self.state.find(job)
-            if alloc is None and job.service is None:
+            if alloc is None and cached:
                 self.failed.add(req)
         if alloc is not None:
             self.state.allocate(job, alloc, self.now)
@@ -265,9 +271,22 @@ class _Pass:
             if job.tenant in self.load:
                 self.load[job.tenant] += alloc.gpu_units * self.policy.running_charge_s / self._weight(job.tenant)
             return True
-        if self.policy.preemption and job.job_class <= self.policy.preempt_max_class:
-            self._try_preempt(job)
+        if self.policy.preemption and job.job_class <= self.policy.preempt_max_class and self._try_preempt(job):
+            return self.policy.backfill
+        # A job whose failure was known from a smaller request of its pool is not that pool's
+        # first blocked job: that request already had its reservation search (or room made for it).
+        if self.policy.backfill and not known and self.reservation_searches < self.policy.reservation_searches:
+            self._try_reserve(job)
         return self.policy.backfill
+
+    def _try_reserve(self, job: Job) -> None:
+        """Give the first blocked job of each pool a hold, so that later jobs only backfill around it."""
+        pool = job.request.pool
+        if pool in self.reserved_pools:
+            return
+        self.reservation_searches += 1
+        if self.state.reserve(job, self.now) is not None:
+            self.reserved_pools.add(pool)
 
     @staticmethod
     def _known_to_fail(req: ResourceRequest, failed: _FailedRequests) -> bool:
@@ -279,16 +298,18 @@ class _Pass:
             return True
         return False
 
-    def _try_preempt(self, job: Job) -> None:
+    def _try_preempt(self, job: Job) -> bool:
+        """Make room for ``job`` by preemption; True when room is being made for it."""
         units = job.request.gpu_units
         if units <= self.incoming:
             self.incoming -= units
-            return
+            return True
         if self.preempt_tries >= self.policy.max_preemptions_per_pass:
-            return
+            return False
         req = job.request
-        if job.service is None and self._known_to_fail(req, self.preempt_failed):
-            return
+        cached = job.service is None and not self.state.exempt_from_holds(job)
+        if cached and self._known_to_fail(req, self.preempt_failed):
+            return False
         self.preempt_tries += 1
         state = self.state
         now = self.now
@@ -319,10 +340,11 @@ class _Pass:
                     best = (cost, len(chosen), list(chosen))
                     break
         if best is None:
-            if job.service is None:
+            if cached:
                 self.preempt_failed.add(req)
-            return
+            return False
         for v in best[2]:
             _preempt(state, v, PreemptReason.PRIORITY, now, self.decisions, for_job=job.id)
         freed = sum(state.allocations[v.id].gpu_units for v in best[2])
         self.incoming += max(0.0, freed - units)
+        return True

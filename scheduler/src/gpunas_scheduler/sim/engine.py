@@ -15,7 +15,7 @@ import heapq
 import math
 from dataclasses import dataclass, field
 
-from ..domain import ClusterState, plan, runtime_limit
+from ..domain import ClusterState, plan, runtime_bound, runtime_limit
 from ..domain.accounting import accrue
 from ..domain.model import (
     Job,
@@ -72,6 +72,7 @@ class _Totals:
     preemptions: dict[str, int] = field(default_factory=dict)
     lost_gpu_seconds: float = 0.0
     idle_while_fit: float = 0.0
+    held_idle: float = 0.0
     fragmented: float = 0.0
     allocated: float = 0.0
     passes: int = 0
@@ -118,7 +119,7 @@ class Simulator:
             self.runs[job.id] = _Run(job, task.duration, units=task.request.gpu_units)
             self._push(job.submitted_at, _ARRIVAL, job.id)
         now = EPOCH
-        flags = (False, False)
+        flags = (False, False, False)
         passes_at_now = 0
         while self.events:
             t = self.events[0][0]
@@ -237,31 +238,35 @@ class Simulator:
             self._requeue(run, now)
 
     # -------------------------------------------------------------- metrics
-    def _sample(self) -> tuple[bool, bool]:
-        """(a pending job fits now, a pending job is blocked by GPU fragmentation).
+    def _sample(self) -> tuple[bool, bool, bool]:
+        """(a pending job fits now, a pending job is blocked by GPU fragmentation, a pending job
+        would fit now but for the backfill reservations of the last pass).
 
         Blocked by fragmentation: the job's GPU demand is no more than the free GPU capacity in
         total, yet its GPUs fit on no node even ignoring node CPU and memory.
         """
         free = self.capacity - self.allocated_units
-        fit = frag = False
+        fit = frag = held = False
         seen: set[tuple[object, ...]] = set()
         checks = 0
         for job in self.pending.values():
             if checks >= self.params.max_fit_checks or (fit and frag):
                 break
-            key = (job.request, job.service)
+            key = (job.request, job.service, runtime_bound(job, self.policy) if self.state.holds else 0.0)
             if key in seen:
                 continue
             seen.add(key)
             checks += 1
             if self.state.find(job) is not None:
                 fit = True
-            elif job.request.gpu_units <= free and self.state.find(job, host=False) is None:
+                continue
+            if self.state.holds and self.state.find(job, holds=False) is not None:
+                held = True
+            if job.request.gpu_units <= free and self.state.find(job, host=False, holds=False) is None:
                 frag = True
-        return fit, frag
+        return fit, frag, held and not fit
 
-    def _integrate(self, t0: float, t1: float, flags: tuple[bool, bool]) -> None:
+    def _integrate(self, t0: float, t1: float, flags: tuple[bool, bool, bool]) -> None:
         dt = t1 - t0
         if dt <= 0:
             return
@@ -274,6 +279,8 @@ class Simulator:
             self.totals.idle_while_fit += free * dt
         if flags[1]:
             self.totals.fragmented += free * dt
+        if flags[2]:
+            self.totals.held_idle += free * dt
 
     def _report(self, end: float) -> Report:
         finished = [r for r in self.runs.values() if r.finished_at is not None]
@@ -301,6 +308,7 @@ class Simulator:
                 else None
             ),
             idle_while_fit_gpu_h=self.totals.idle_while_fit / 3600.0,
+            held_idle_gpu_h=self.totals.held_idle / 3600.0,
             fragmented_gpu_h=self.totals.fragmented / 3600.0,
             preemptions=dict(sorted(self.totals.preemptions.items())),
             lost_work_gpu_h=self.totals.lost_gpu_seconds / 3600.0,

@@ -39,6 +39,7 @@ class Report:
     avg_wait_s_by_class: dict[str, float] = field(default_factory=dict)
     jain_fairness: float | None = None
     idle_while_fit_gpu_h: float = 0.0
+    held_idle_gpu_h: float = 0.0
     fragmented_gpu_h: float = 0.0
     preemptions: dict[str, int] = field(default_factory=dict)
     lost_work_gpu_h: float = 0.0
@@ -57,6 +58,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("p95 JCT (h)", "p95_jct_s"),
     ("Jain fairness (share-normalised GPU time while jobs wait)", "jain_fairness"),
     ("idle-while-fit (GPU h)", "idle_while_fit_gpu_h"),
+    ("held for reservations (GPU h)", "held_idle_gpu_h"),
     ("fragmented free GPUs (GPU h)", "fragmented_gpu_h"),
     ("preemptions", "preemptions"),
     ("lost work (GPU h)", "lost_work_gpu_h"),
