@@ -74,7 +74,9 @@ def test_host_memory_needed_at_the_hold_is_kept_from_longer_jobs():
     running_jobs = half_busy_node_a()
     for r in running_jobs:
         r.allocation = Allocation("a", r.allocation.slices, 1000, 10 * GIB)
-    big, fat, thin = job("big", gpus=8, submitted_at=1), job("fat", gpus=0, submitted_at=2), job("thin", gpus=0, submitted_at=3)
+    big = job("big", gpus=8, submitted_at=1)
+    fat = job("fat", gpus=0, submitted_at=2)
+    thin = job("thin", gpus=0, submitted_at=3)
     big.request = replace(big.request, memory_mib=600 * GIB)
     fat.request = replace(fat.request, memory_mib=450 * GIB)
     assert started([big, fat, thin], [node("a")], running_jobs) == {"thin": "a"}
