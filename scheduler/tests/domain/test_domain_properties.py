@@ -272,7 +272,6 @@ def test_preemption_victims_lose_least_work_and_respect_min_runtime(victims):
     assert chosen.work_at_risk_s(NOW) == min(j.work_at_risk_s(NOW) for j in eligible)
 
 
-
 @st.composite
 def contended(draw: st.DrawFn) -> tuple[list[Node], list[Job], list[Job]]:
     """Nodes of whole GPUs in NVLink groups and shared GPUs, a first wave of jobs with run-time

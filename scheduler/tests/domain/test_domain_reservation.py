@@ -1,5 +1,7 @@
 """Backfill reservations: the first blocked job of a pool gets a hold that only jobs ending
-before it may use, so a large job is not starved by a stream of small ones."""
+before it may use (or, with preemption on, jobs it may preempt: test_domain_opportunistic.py), so a
+large job is not starved by a stream of small ones. ``STRICT`` turns preemption off, and with it
+opportunistic starts, to test the hold itself."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from gpunas_scheduler.domain.model import Allocation, GpuMode, GpuSlice, JobClas
 
 NOW = 1_800_000_000.0
 DAY = 86_400.0
+STRICT = Policy(preemption=False)
 
 
 def busy(job_id: str, gpu: int, started: float, node_name: str = "a", **kw: object) -> object:
@@ -32,7 +35,7 @@ def started(pending, nodes, running_jobs, policy=None):
 def test_small_jobs_that_outlast_the_hold_backfill_elsewhere_only():
     pending = [job("big", gpus=8, submitted_at=1)] + [job(f"s{i}", submitted_at=2 + i) for i in range(6)]
     nodes = [node("a"), node("b", gpus=4, nvlink_size=4)]
-    got = started(pending, nodes, half_busy_node_a())
+    got = started(pending, nodes, half_busy_node_a(), STRICT)
     # big holds node a's GPUs from NOW + 4 h (+ grace); 24 h training jobs would still run then.
     assert got == {"s0": "b", "s1": "b", "s2": "b", "s3": "b"}
 
@@ -51,7 +54,7 @@ def test_jobs_that_end_before_the_hold_starts_use_its_gpus():
         job("long", submitted_at=2),
         job("short", submitted_at=3, max_runtime_s=3600.0),
     ]
-    assert started(pending, [node("a")], half_busy_node_a()) == {"short": "a"}
+    assert started(pending, [node("a")], half_busy_node_a(), STRICT) == {"short": "a"}
 
 
 def test_the_hold_goes_where_the_job_can_start_soonest():
@@ -79,9 +82,9 @@ def test_host_memory_needed_at_the_hold_is_kept_from_longer_jobs():
     thin = job("thin", gpus=0, submitted_at=3)
     big.request = replace(big.request, memory_mib=600 * GIB)
     fat.request = replace(fat.request, memory_mib=450 * GIB)
-    assert started([big, fat, thin], [node("a")], running_jobs) == {"thin": "a"}
+    assert started([big, fat, thin], [node("a")], running_jobs, STRICT) == {"thin": "a"}
     fat.request = replace(fat.request, memory_mib=420 * GIB)
-    assert started([big, fat, thin], [node("a")], running_jobs) == {"fat": "a", "thin": "a"}
+    assert started([big, fat, thin], [node("a")], running_jobs, STRICT) == {"fat": "a", "thin": "a"}
 
 
 def test_share_pool_holds_one_gpu():
@@ -100,7 +103,7 @@ def test_share_pool_holds_one_gpu():
         job("narrow2", job_class=JobClass.FINE_TUNING, gpu_share_milli=200, submitted_at=3),
     ]
     # GPU 1's job ends first, so wide holds GPU 1 and the narrow jobs share GPU 0 only.
-    got = started(pending, [shared], running_jobs)
+    got = started(pending, [shared], running_jobs, STRICT)
     assert got == {"narrow": "s"}
 
 

@@ -409,3 +409,32 @@ def test_job_read_as_running_and_pending_counts_once() -> None:
     res = loop.run_once()
     assert res is not None and res.pending == 1 and res.started == 0
     assert get(env, first).state == "running" and get(env, second).state == "pending"
+
+
+def test_opportunistic_start_is_stored_and_preempted_when_the_hold_is_due(tmp_path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'opp.db'}")
+    migrate.upgrade(store.engine)
+    env = seed(store, FakeClock())
+    svc = env.service
+    loop = SchedulingLoop(svc, SoleLeader())
+    svc.register_node(p(env, "node-a"), "node-a", whole_gpu_node(2))
+    first = submit(env, "suwon-user", job_spec("training"))
+    loop.run_once()
+    svc.report(p(env, "node-a"), first, "started")
+    env.clock.advance(600)
+    svc.heartbeat(p(env, "node-a"), "node-a", None)
+    big = submit(env, "suwon-user", job_spec("training", gpus=2))
+    env.clock.advance(1)
+    long = submit(env, "suwon-user", job_spec("training"))
+    loop.run_once()
+    # big holds both GPUs until first's 24 h bound; long would outlast that and starts opportunistically.
+    rec = get(env, long)
+    assert rec.state == "running" and rec.allocation is not None and rec.allocation["opportunistic"] is True
+    assert get(env, first).allocation["opportunistic"] is False
+    svc.report(p(env, "node-a"), first, "succeeded", exit_code=0)
+    loop.run_once()
+    victim = get(env, long)
+    assert (victim.state, victim.preempt_reason) == ("preempting", "opportunistic")
+    svc.report(p(env, "node-a"), long, "checkpointed", checkpoint_ref="s3://ckpt/long")
+    loop.run_once()
+    assert (get(env, big).state, get(env, long).state) == ("running", "pending")

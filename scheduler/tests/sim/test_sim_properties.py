@@ -91,7 +91,8 @@ def test_every_job_finishes_and_state_matches_a_rebuild(trace_tasks, policy, par
     for run in sim.runs.values():
         if run.finished_at is not None:
             assert run.finished_at - run.job.submitted_at >= run.work - 1e-6
-    assert report.idle_while_fit_gpu_h == 0.0 or not policy.backfill
+    # Backfill leaves GPUs idle while a job fits only where holds keep that job off them.
+    assert report.idle_while_fit_gpu_h <= report.held_idle_gpu_h + 1e-9 or not policy.backfill
     assert not sim.state.running and sim.allocated_units < 1e-9
 
 

@@ -108,8 +108,10 @@ def test_jain_and_percentile():
 
 def test_a_large_job_is_not_starved_by_a_stream_of_small_ones():
     # Eight 1-GPU jobs fill the node, a new 1-GPU job arrives every 100 s and runs 1,500 s, and an
-    # 8-GPU job of the same class arrives at t=50. Its hold keeps the GPUs that free up idle for it
-    # (the small jobs' 24 h bound outlasts the hold), so it starts when the first eight are done.
+    # 8-GPU job of the same class arrives at t=50. The small jobs' 24 h bound outlasts its hold, so
+    # they take the GPUs that free up only opportunistically: when the last of the first eight is
+    # done (t=1,070), big preempts the seven on its GPUs and starts once they have checkpointed
+    # (60 s). Only then (one GPU for 60 s) is a held GPU idle while a job that fits waits.
     first = [task(f"f{i}", 0, 1000 + 10 * i) for i in range(8)]
     stream = [task(f"s{i:03d}", 100 * i, 1500) for i in range(1, 200)]
     trace = Trace("t", cluster(8), [*first, task("big", 50, 600, gpus=8), *stream])
@@ -117,6 +119,8 @@ def test_a_large_job_is_not_starved_by_a_stream_of_small_ones():
     best = Simulator(trace, policy_named("best-fit"))
     reports = [ours.run(), best.run()]
     assert [r.unfinished for r in reports] == [0, 0]
-    assert ours.runs["big"].waited == pytest.approx(1070 - 50)
+    assert ours.runs["big"].waited == pytest.approx(1070 + 60 - 50)
     assert best.runs["big"].waited > 19_900 - 50
-    assert reports[0].held_idle_gpu_h > 0 and reports[1].held_idle_gpu_h == 0
+    assert reports[0].preemptions == {"opportunistic": 7}
+    assert reports[0].held_idle_gpu_h == pytest.approx(60 / 3600) == reports[0].idle_while_fit_gpu_h
+    assert reports[1].held_idle_gpu_h == 0 == reports[1].idle_while_fit_gpu_h

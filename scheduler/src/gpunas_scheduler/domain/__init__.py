@@ -4,7 +4,7 @@
 ``ClusterState`` kept between passes (the simulator's path).
 """
 
-from .cluster import ClusterState, runtime_bound, runtime_limit
+from .cluster import ClusterState, preemptible, runtime_bound, runtime_limit
 from .schedule import plan, schedule
 
-__all__ = ["ClusterState", "plan", "runtime_bound", "runtime_limit", "schedule"]
+__all__ = ["ClusterState", "plan", "preemptible", "runtime_bound", "runtime_limit", "schedule"]

@@ -15,7 +15,8 @@ a list sorted by remaining share, MIG instances and vGPU slots by profile. Alloc
   share left on the GPU); ties go to the design score 0.6 x free-memory ratio + 0.4 x idle ratio
   (``PACKING_SCORE``) or to node order (``BEST_FIT``);
 * a ``Hold`` (backfill reservation, see ``reserve``) keeps its GPUs, and the node CPU and memory
-  its job needs, from every job that might still run at the hold's start time.
+  its job needs, from every job that might still run at the hold's start time, except opportunistic
+  starts of preemptible jobs, which its job preempts when the hold is due.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .model import (
     GpuMode,
     GpuSlice,
     Job,
+    JobClass,
     JobState,
     Node,
     Placement,
@@ -61,13 +63,31 @@ def runtime_bound(job: Job, policy: Policy) -> float:
     return math.inf if limit is None else limit + job.checkpoint_grace_s
 
 
+def preemptible(job: Job) -> bool:
+    """Whether ``job`` may start opportunistically on held capacity.
+
+    A priority victim must be of a strictly lower class than its preemptor, so urgent inference is
+    never preempted for another job: it stays off held capacity it would outlast.
+    """
+    return job.job_class > JobClass.URGENT_INFERENCE
+
+
+def _restricts(hold: Hold, bound: float) -> bool:
+    """Whether ``hold`` keeps a job that holds its resources for ``bound`` seconds off its capacity.
+
+    An opportunistic search passes ``bound = 0``: it may use the hold until the hold is due.
+    """
+    return bound > hold.span or (bound == 0.0 and hold.span <= 0.0)
+
+
 class Hold:
     """A backfill reservation: ``job_id`` is to start on ``node`` at ``until`` on ``gpus``.
 
     A job that may still run at ``until`` (its ``runtime_bound`` is more than ``span``, the time
     from the pass to ``until``) is not placed on those GPUs, and on this node takes no more CPU and
     memory than ``cpu_spare`` and ``memory_spare``: what is left at ``until`` beyond the held job's
-    needs. Jobs that end by ``until`` may use anything.
+    needs, unless it starts opportunistically (``Allocation.opportunistic``, see ``find``) while the
+    hold is not due. Jobs that end by ``until`` may use anything.
     """
 
     __slots__ = ("cpu_spare", "gpus", "job_id", "memory_spare", "node", "service", "span", "until")
@@ -210,6 +230,7 @@ class ClusterState:
         self.deadlines: list[tuple[float, str, float]] = []
         self.ends: dict[str, float] = {}
         self.holds: dict[str, Hold] = {}
+        self.opportunistic: set[str] = set()
         self.longest_hold_span = 0.0
         self._buckets: dict[int, list[tuple[tuple[float, ...], int, int, GroupState]]] = {}
         self._max_bucket = 0
@@ -340,6 +361,10 @@ class ClusterState:
                 self.ends[job.id] = started + limit + job.checkpoint_grace_s
             else:
                 self.ends[job.id] = math.inf
+            if alloc.opportunistic:
+                # A hold may preempt it whenever due: for holds it is gone already.
+                self.opportunistic.add(job.id)
+                self.ends[job.id] = -math.inf
             if job.service is not None:
                 ns.services[job.service] = ns.services.get(job.service, 0) + 1
         else:
@@ -348,6 +373,7 @@ class ClusterState:
             self.allocations.pop(job.id, None)
             self.preempting.pop(job.id, None)
             self.ends.pop(job.id, None)
+            self.opportunistic.discard(job.id)
             if job.id in self.priority_victims:
                 self.priority_victims.discard(job.id)
                 self._refresh_reservation(ns)
@@ -388,7 +414,8 @@ class ClusterState:
         the room being made, and the preemptor would have to preempt again.
         """
         self.preempting[job.id] = deadline
-        self.ends[job.id] = deadline
+        if job.id not in self.opportunistic:
+            self.ends[job.id] = deadline
         alloc = self.allocations.get(job.id)
         if alloc is not None:
             self.nodes[alloc.node].earliest.clear()
@@ -414,7 +441,7 @@ class ClusterState:
         self._reindex(alloc)
         if self.holds:
             hold = self.holds.get(alloc.node)
-            if hold is not None and runtime_bound(job, self.policy) > hold.span:
+            if hold is not None and not alloc.opportunistic and runtime_bound(job, self.policy) > hold.span:
                 hold.cpu_spare -= alloc.cpu_milli
                 hold.memory_spare -= alloc.memory_mib
 
@@ -452,7 +479,7 @@ class ClusterState:
             return False
         if self.holds:
             hold = self.holds.get(ns.node.name)
-            if hold is not None and bound > hold.span:
+            if hold is not None and _restricts(hold, bound):
                 if host and (req.cpu_milli > hold.cpu_spare or req.memory_mib > hold.memory_spare):
                     return False
                 if job.service is not None and job.service == hold.service:
@@ -462,7 +489,7 @@ class ClusterState:
     def _held_gpus(self, ns: NodeState, bound: float) -> frozenset[int]:
         """GPUs of ``ns`` that a job holding its resources for ``bound`` seconds may not take."""
         hold = self.holds.get(ns.node.name)
-        if hold is None or bound <= hold.span:
+        if hold is None or not _restricts(hold, bound):
             return _NO_GPUS
         return hold.gpus
 
@@ -470,13 +497,19 @@ class ClusterState:
         """Whether some hold lets ``job`` use its resources (the job ends before that hold starts)."""
         return bool(self.holds) and runtime_bound(job, self.policy) <= self.longest_hold_span
 
-    def find(self, job: Job, host: bool = True, holds: bool = True) -> Allocation | None:
+    def find(self, job: Job, host: bool = True, holds: bool = True, opportunistic: bool = False) -> Allocation | None:
         """Best allocation for ``job`` under the policy, or None when nothing fits now.
 
         ``host=False`` ignores node CPU and memory (used to tell GPU fragmentation from host limits);
-        ``holds=False`` ignores backfill reservations (used to measure what they keep idle).
+        ``holds=False`` ignores backfill reservations (used to measure what they keep idle);
+        ``opportunistic=True`` may use held capacity whose hold is not due yet.
         """
-        bound = runtime_bound(job, self.policy) if holds and self.holds else 0.0
+        if not holds or not self.holds:
+            bound = -math.inf
+        elif opportunistic:
+            bound = 0.0
+        else:
+            bound = runtime_bound(job, self.policy)
         pool = job.request.pool
         if pool is Pool.WHOLE:
             return self._find_whole(job, host, bound)
@@ -698,6 +731,40 @@ class ClusterState:
             self.holds[best.node] = best
             self.longest_hold_span = max(self.longest_hold_span, best.span)
         return best
+
+    def opportunistic_in_way(self, job: Job, hold: Hold) -> list[Job]:
+        """The RUNNING opportunistic jobs to preempt so that ``job`` starts on ``hold``, which is due.
+
+        Those on the held GPUs or of the job's service, then, least work at risk first, as many
+        more as the node's CPU and memory need once every job leaving by now has gone.
+        """
+        ns = self.nodes[hold.node]
+        req = job.request
+        cpu, memory = ns.free_cpu, ns.free_memory
+        chosen: list[Job] = []
+        others: list[Job] = []
+        for j in ns.jobs.values():
+            alloc = self.allocations[j.id]
+            if j.id in self.opportunistic and j.state is JobState.RUNNING and j.id not in self.preempting:
+                if (job.service is not None and j.service == job.service) or any(
+                    sl.gpu in hold.gpus for sl in alloc.slices
+                ):
+                    chosen.append(j)
+                else:
+                    others.append(j)
+                    continue
+            elif self.ends[j.id] > hold.until:
+                continue
+            cpu += alloc.cpu_milli
+            memory += alloc.memory_mib
+        others.sort(key=lambda v: (v.work_at_risk_s(hold.until), v.id))
+        for v in others:
+            if cpu >= req.cpu_milli and memory >= req.memory_mib:
+                break
+            chosen.append(v)
+            cpu += self.allocations[v.id].cpu_milli
+            memory += self.allocations[v.id].memory_mib
+        return chosen
 
     def _earliest(self, ns: NodeState, job: Job, now: float) -> Hold | None:
         req = job.request

@@ -69,6 +69,7 @@ class PreemptReason(enum.StrEnum):
     PRIORITY = "priority"
     MAX_RUNTIME = "max_runtime"
     QUOTA = "quota"
+    OPPORTUNISTIC = "opportunistic"
 
 
 class QuotaLevel(enum.IntEnum):
@@ -175,10 +176,14 @@ class GpuSlice:
 
 @dataclass(frozen=True, slots=True)
 class Allocation:
+    """Where a job runs. ``opportunistic``: it took capacity held for another job that it may
+    outlast, and that job may preempt it when its hold is due (see docs/policies.md, Backfill)."""
+
     node: str
     slices: tuple[GpuSlice, ...]
     cpu_milli: int
     memory_mib: int
+    opportunistic: bool = False
 
     @property
     def gpu_units(self) -> float:

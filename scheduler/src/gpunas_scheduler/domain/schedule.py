@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import operator
 from collections.abc import Iterable, Mapping
 
 from .accounting import gpu_quota_level
-from .cluster import ClusterState
+from .cluster import ClusterState, preemptible
 from .model import (
+    Allocation,
     Decisions,
     Job,
     JobState,
@@ -200,6 +202,7 @@ class _Pass:
         self.load: dict[str, float] = {}
         self.failed = _FailedRequests()
         self.preempt_failed = _FailedRequests()
+        self.opportunistic_failed = _FailedRequests()
 
     def _weight(self, tenant: str) -> float:
         t = self.tenants.get(tenant)
@@ -265,6 +268,8 @@ class _Pass:
             alloc = self.state.find(job)
             if alloc is None and cached:
                 self.failed.add(req)
+        if alloc is None and self.policy.preemption and self.state.holds and preemptible(job):
+            alloc = self._find_opportunistic(job)
         if alloc is not None:
             self.state.allocate(job, alloc, self.now)
             self.decisions.starts.append(Start(job.id, alloc))
@@ -279,14 +284,39 @@ class _Pass:
             self._try_reserve(job)
         return self.policy.backfill
 
+    def _find_opportunistic(self, job: Job) -> Allocation | None:
+        """Place ``job`` on capacity held for a job it may outlast, to be preempted when that hold is due.
+
+        Every job searches alike here (bound 0), so failures are cached for all but services.
+        """
+        req = job.request
+        cached = job.service is None
+        if cached and self._known_to_fail(req, self.opportunistic_failed):
+            return None
+        alloc = self.state.find(job, opportunistic=True)
+        if alloc is None:
+            if cached:
+                self.opportunistic_failed.add(req)
+            return None
+        return dataclasses.replace(alloc, opportunistic=True)
+
     def _try_reserve(self, job: Job) -> None:
-        """Give the first blocked job of each pool a hold, so that later jobs only backfill around it."""
+        """Give the first blocked job of each pool a hold, so that later jobs only backfill around it.
+
+        A hold that is due (nothing else in the way leaves later than now) preempts the
+        opportunistic jobs in its way, whatever their class and however short their run.
+        """
         pool = job.request.pool
         if pool in self.reserved_pools:
             return
         self.reservation_searches += 1
-        if self.state.reserve(job, self.now) is not None:
-            self.reserved_pools.add(pool)
+        hold = self.state.reserve(job, self.now)
+        if hold is None:
+            return
+        self.reserved_pools.add(pool)
+        if hold.span <= 0.0 and self.policy.preemption:
+            for victim in self.state.opportunistic_in_way(job, hold):
+                _preempt(self.state, victim, PreemptReason.OPPORTUNISTIC, self.now, self.decisions, for_job=job.id)
 
     @staticmethod
     def _known_to_fail(req: ResourceRequest, failed: _FailedRequests) -> bool:

@@ -40,6 +40,7 @@ def allocation_to_json(a: Allocation) -> JsonDict:
         "node": a.node,
         "cpu_milli": a.cpu_milli,
         "memory_mib": a.memory_mib,
+        "opportunistic": a.opportunistic,
         "slices": [
             {
                 "gpu": s.gpu,
@@ -58,6 +59,7 @@ def allocation_from_json(d: JsonDict) -> Allocation:
         node=str(d["node"]),
         cpu_milli=int(d["cpu_milli"]),
         memory_mib=int(d["memory_mib"]),
+        opportunistic=bool(d.get("opportunistic", False)),
         slices=tuple(
             GpuSlice(
                 gpu=int(s["gpu"]),

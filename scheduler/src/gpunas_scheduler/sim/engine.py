@@ -15,7 +15,7 @@ import heapq
 import math
 from dataclasses import dataclass, field
 
-from ..domain import ClusterState, plan, runtime_bound, runtime_limit
+from ..domain import ClusterState, plan, preemptible, runtime_bound, runtime_limit
 from ..domain.accounting import accrue
 from ..domain.model import (
     Job,
@@ -240,31 +240,40 @@ class Simulator:
     # -------------------------------------------------------------- metrics
     def _sample(self) -> tuple[bool, bool, bool]:
         """(a pending job fits now, a pending job is blocked by GPU fragmentation, a pending job
-        would fit now but for the backfill reservations of the last pass).
+        fits now but no pending job may be placed under the backfill reservations of the last pass).
 
-        Blocked by fragmentation: the job's GPU demand is no more than the free GPU capacity in
-        total, yet its GPUs fit on no node even ignoring node CPU and memory.
+        "Fits" ignores the reservations; a job the policy may place uses held capacity only where
+        it may start opportunistically. Blocked by fragmentation: the job's GPU demand is no more
+        than the free GPU capacity in total, yet its GPUs fit on no node even ignoring node CPU and
+        memory.
         """
         free = self.capacity - self.allocated_units
-        fit = frag = held = False
+        fit = frag = placeable = False
+        holds = bool(self.state.holds)
         seen: set[tuple[object, ...]] = set()
         checks = 0
         for job in self.pending.values():
-            if checks >= self.params.max_fit_checks or (fit and frag):
+            if checks >= self.params.max_fit_checks or (fit and frag and placeable):
                 break
-            key = (job.request, job.service, runtime_bound(job, self.policy) if self.state.holds else 0.0)
+            key = (job.request, job.service, runtime_bound(job, self.policy) if holds else 0.0, preemptible(job))
             if key in seen:
                 continue
             seen.add(key)
             checks += 1
-            if self.state.find(job) is not None:
+            if self.state.find(job, holds=False) is not None:
                 fit = True
+                if not placeable:
+                    placeable = not holds or self._placeable(job)
                 continue
-            if self.state.holds and self.state.find(job, holds=False) is not None:
-                held = True
             if job.request.gpu_units <= free and self.state.find(job, host=False, holds=False) is None:
                 frag = True
-        return fit, frag, held and not fit
+        return fit, frag, fit and not placeable
+
+    def _placeable(self, job: Job) -> bool:
+        """Whether the policy may place ``job`` under the holds of the last pass."""
+        if self.state.find(job) is not None:
+            return True
+        return self.policy.preemption and preemptible(job) and self.state.find(job, opportunistic=True) is not None
 
     def _integrate(self, t0: float, t1: float, flags: tuple[bool, bool, bool]) -> None:
         dt = t1 - t0
