@@ -277,23 +277,55 @@ def ssh_base(image: Path, port: int) -> list[str]:
     ]
 
 
-def start_vm(image: Path, spec: dict, state: Path) -> dict:
-    """Start one VM on a fresh overlay with its blank disks; return molecule's instance config."""
-    name = spec["name"]
-    vm = state / name
-    if vm.exists():
-        stop_vm(vm)
-    vm.mkdir(parents=True)
-    overlay = vm / "root.qcow2"
-    run(
-        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image / "base.qcow2"), "-F", "qcow2", str(overlay)],
-        "creating the VM overlay",
-    )
-    port = free_port()
-    cmd = [
+class Qmp:
+    """A QEMU Machine Protocol session over the VM's unix socket.
+
+    Twenty lines of JSON over a socket, written here because testhosts.py runs on the machine's
+    own python3 before any virtualenv exists (the ``qemu.qmp`` package would need one).
+    """
+
+    def __init__(self, path: Path, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.settimeout(timeout)
+                self.sock.connect(str(path))
+                break
+            except OSError:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise Refusal(f"QEMU's monitor socket {path} did not answer in {timeout:.0f} s") from None
+                time.sleep(0.1)
+        self.stream = self.sock.makefile("rw", encoding="utf-8")
+        json.loads(self.stream.readline())
+        self.command("qmp_capabilities")
+
+    def command(self, name: str, **arguments: object) -> object:
+        self.stream.write(json.dumps({"execute": name, "arguments": arguments}) + "\n")
+        self.stream.flush()
+        while True:
+            answer = json.loads(self.stream.readline())
+            if "return" in answer:
+                return answer["return"]
+            if "error" in answer:
+                raise Refusal(f"QEMU refused {name}: {answer['error'].get('desc')}")
+
+    def close(self) -> None:
+        self.stream.close()
+        self.sock.close()
+
+
+def qemu_command(image: Path, spec: dict, vm: Path, overlay: Path, port: int) -> list[str]:
+    """The QEMU command line of a test VM, blank disks aside.
+
+    A saved state loads only into the same machine, so everything here is also what keys a saved
+    state (``saved_state_key``); blank disks differ per scenario and are plugged in after a load.
+    """
+    return [
         "qemu-system-x86_64",
         "-name",
-        name,
+        spec["name"],
         "-accel",
         "tcg,thread=multi",
         "-cpu",
@@ -325,24 +357,111 @@ def start_vm(image: Path, spec: dict, state: Path) -> dict:
         f"user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22",
         "-device",
         "virtio-net-pci,netdev=net0,addr=0x5",
+        "-qmp",
+        f"unix:{vm / 'qmp.sock'},server=on,wait=off",
         "-pidfile",
         str(vm / "qemu.pid"),
         "-daemonize",
     ]
+
+
+def cold_boot() -> bool:
+    """GPUNAS_VM_COLD_BOOT=1: boot every VM's kernel instead of loading a saved state."""
+    return os.environ.get("GPUNAS_VM_COLD_BOOT") == "1"
+
+
+def blank_disks(spec: dict, vm: Path) -> list[tuple[int, Path]]:
+    disks = []
     for index in range(int(spec.get("disks", 0))):
         disk = vm / f"disk{index}.img"
         with open(disk, "wb") as handle:
             handle.truncate(parse_size(str(spec.get("disk_size", "512M"))))
-        cmd += [
-            "-drive",
-            f"file={disk},if=none,id=disk{index},format=raw,discard=unmap",
-            "-device",
-            f"virtio-blk-pci,drive=disk{index},serial=disk{index},addr={0x10 + index:#x}",
-        ]
-    run(cmd, f"starting VM {name}")
+        disks.append((index, disk))
+    return disks
+
+
+def disk_device(index: int) -> dict[str, str]:
+    """The blank disk's virtio device: its serial makes /dev/disk/by-id/virtio-disk<index>."""
+    return {"driver": "virtio-blk-pci", "drive": f"disk{index}", "serial": f"disk{index}",
+            "addr": f"{0x10 + index:#x}", "id": f"dev-disk{index}"}
+
+
+def saved_state_key(image: Path, spec: dict) -> str:
+    """What a saved state depends on: the image, QEMU's version and the machine's command line."""
+    version = run(["qemu-system-x86_64", "--version"], "asking QEMU its version", capture=True)
+    shape = qemu_command(image, {"name": "saved", **spec}, Path("/vm"), Path("/root.qcow2"), 0)
+    return hashlib.sha256(json.dumps([image.name, version, shape]).encode()).hexdigest()[:16]
+
+
+def saved_state(image: Path, spec: dict) -> Path:
+    """A booted, SSH-ready VM saved once per image and machine shape: its disk and its RAM.
+
+    The first ``up`` that needs a shape boots a VM without blank disks, waits until systemd
+    reports the system up, drops the page cache (a smaller state loads faster), stops it and
+    writes its state through QEMU's migration to a file beside a frozen copy of its disk. Later
+    VMs of that shape load the state on their own overlay of that disk instead of booting.
+    Concurrent callers take turns under a lock, so a shape is saved once.
+    """
+    shape = {"memory_mib": spec.get("memory_mib", 2048), "cpus": spec.get("cpus", 2)}
+    saved = image / f"saved-{shape['memory_mib']}m-{shape['cpus']}c"
+    key = saved_state_key(image, shape)
+    with open(image / f"{saved.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with contextlib.suppress(OSError):
+            if (saved / "key").read_text() == key and (saved / "state").exists():
+                return saved
+        log(f"saving a booted VM ({shape['memory_mib']} MiB, {shape['cpus']} CPUs) for later VMs to start from")
+        started = time.monotonic()
+        tmp = Path(tempfile.mkdtemp(prefix=f"{saved.name}.", dir=image))
+        try:
+            disk = tmp / "booted.qcow2"
+            run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image / "base.qcow2"), "-F", "qcow2",
+                 str(disk)], "creating the saved VM's disk")
+            config = boot_vm(image, {"name": "saved", **shape}, tmp, disk, incoming=None)
+            wait_for_ssh(image, config, tmp)
+            run([*ssh_base(image, config["port"]), "sync && echo 3 >/proc/sys/vm/drop_caches"],
+                "dropping the saved VM's page cache")
+            qmp = Qmp(tmp / "qmp.sock")
+            try:
+                qmp.command("stop")
+                qmp.command("migrate", uri=f"exec:cat >{tmp / 'state'}")
+                while (status := qmp.command("query-migrate").get("status")) not in ("completed", "failed"):
+                    time.sleep(0.2)
+                if status != "completed":
+                    raise Refusal("QEMU could not save the booted VM's state")
+                with contextlib.suppress(OSError):
+                    qmp.command("quit")
+            finally:
+                qmp.close()
+            wait_for_exit(tmp)
+            (tmp / "key").write_text(key)
+            for leftover in ("console.log", "qemu.pid", "qmp.sock", "port"):
+                (tmp / leftover).unlink(missing_ok=True)
+            shutil.rmtree(saved, ignore_errors=True)
+            tmp.rename(saved)
+        except BaseException:
+            stop_vm(tmp)
+            raise
+        size = (saved / "state").stat().st_size / 2**20
+        log(f"booted VM saved in {time.monotonic() - started:.0f} s ({size:.0f} MiB of state)")
+        return saved
+
+
+def boot_vm(image: Path, spec: dict, vm: Path, overlay: Path, incoming: Path | None,
+            disks: list[tuple[int, Path]] | None = None) -> dict:
+    """Start QEMU on ``overlay``, booting it or, given a saved state, loading that; return its config."""
+    port = free_port()
+    cmd = qemu_command(image, spec, vm, overlay, port)
+    for index, disk in disks or []:
+        device = ",".join(f"{k}={v}" for k, v in disk_device(index).items() if k != "driver")
+        cmd += ["-drive", f"file={disk},if=none,id=disk{index},format=raw,discard=unmap",
+                "-device", f"virtio-blk-pci,{device}"]
+    if incoming:
+        cmd += ["-incoming", f"exec:cat {incoming}"]
+    run(cmd, f"starting VM {spec['name']}")
     (vm / "port").write_text(str(port))
     return {
-        "instance": name,
+        "instance": spec["name"],
         "address": "127.0.0.1",
         "user": "root",
         "port": port,
@@ -350,24 +469,77 @@ def start_vm(image: Path, spec: dict, state: Path) -> dict:
     }
 
 
-def wait_for_ssh(image: Path, config: dict, state: Path) -> None:
+def plug_disks(vm: Path, disks: list[tuple[int, Path]]) -> None:
+    """Wait for a VM to load its state, hot-plug its blank disks in the slots a cold boot uses and
+    let it run (the state was saved stopped, so it loads paused)."""
+    qmp = Qmp(vm / "qmp.sock")
+    try:
+        while (status := qmp.command("query-migrate").get("status")) not in ("completed", "failed"):
+            time.sleep(0.1)
+        if status != "completed":
+            raise Refusal(f"VM {vm.name} could not load its saved state; GPUNAS_VM_COLD_BOOT=1 boots instead")
+        for index, disk in disks:
+            qmp.command("blockdev-add", driver="raw", discard="unmap", file={"driver": "file", "filename": str(disk)},
+                        **{"node-name": f"disk{index}"})
+            qmp.command("device_add", **disk_device(index))
+        qmp.command("cont")
+    finally:
+        qmp.close()
+
+
+def start_vm(image: Path, spec: dict, state: Path) -> tuple[dict, int]:
+    """Start one VM on a fresh overlay with its blank disks; return molecule's instance config and
+    the number of hot-plugged disks to wait for (0 after a cold boot).
+
+    The VM starts from the saved state of its machine shape (``saved_state``) and gets its blank
+    disks hot-plugged; with GPUNAS_VM_COLD_BOOT=1 it boots its kernel instead, disks attached from
+    the start. A reboot inside a scenario is a real reboot either way.
+    """
+    vm = state / spec["name"]
+    if vm.exists():
+        stop_vm(vm)
+    vm.mkdir(parents=True)
+    overlay = vm / "root.qcow2"
+    saved = None if cold_boot() else saved_state(image, spec)
+    backing = saved / "booted.qcow2" if saved else image / "base.qcow2"
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", "qcow2", str(overlay)],
+        "creating the VM overlay")
+    disks = blank_disks(spec, vm)
+    if not saved:
+        return boot_vm(image, spec, vm, overlay, incoming=None, disks=disks), 0
+    config = boot_vm(image, spec, vm, overlay, incoming=saved / "state")
+    plug_disks(vm, disks)
+    return config, len(disks)
+
+
+def wait_for_ssh(image: Path, config: dict, vm: Path, plugged: int = 0, restored: bool = False) -> None:
+    """Wait until the VM answers SSH with systemd up. A VM loaded from a saved state also gets the
+    controller's clock (its own stopped when the state was saved) and its hot-plugged disks."""
     deadline = time.monotonic() + VM_BOOT_TIMEOUT
-    started = time.monotonic()
+    ready = "systemctl is-system-running --wait >/dev/null; true"
+    if restored:
+        disks = " ".join(f"/dev/disk/by-id/virtio-disk{i}" for i in range(plugged))
+        ready = (f"date -u -s @{int(time.time())} >/dev/null && udevadm settle && "
+                 f"for d in {disks}; do until test -b $d; do sleep 0.2; done; done")
     while time.monotonic() < deadline:
-        proc = subprocess.run(
-            [*ssh_base(image, config["port"]), "systemctl is-system-running --wait >/dev/null; true"],
-            check=False,
-            capture_output=True,
-            timeout=VM_BOOT_TIMEOUT,
-        )
+        proc = subprocess.run([*ssh_base(image, config["port"]), ready], check=False, capture_output=True,
+                              timeout=VM_BOOT_TIMEOUT)
         if proc.returncode == 0:
-            log(f"VM {config['instance']} answers over SSH after {time.monotonic() - started:.0f} s")
             return
-        time.sleep(3)
-    console = state / config["instance"] / "console.log"
+        time.sleep(1 if restored else 3)
+    console = vm / "console.log"
     tail = console.read_text(errors="replace").splitlines()[-20:] if console.exists() else []
     console_tail = "\n  ".join(tail)
     raise Refusal(f"VM {config['instance']} did not answer SSH in {VM_BOOT_TIMEOUT} s; console:\n  {console_tail}")
+
+
+def wait_for_exit(vm: Path) -> None:
+    """Wait up to 30 s for the QEMU of ``vm`` to exit after a ``quit``."""
+    with contextlib.suppress(ValueError, OSError):
+        pid = int((vm / "qemu.pid").read_text().strip())
+        for _ in range(300):
+            os.kill(pid, 0)
+            time.sleep(0.1)
 
 
 def parse_size(text: str) -> int:
@@ -407,10 +579,20 @@ def cmd_up(args: argparse.Namespace) -> None:
     image = vm_dir()
     state = Path(args.state_dir)
     state.mkdir(parents=True, exist_ok=True)
-    configs = [start_vm(image, spec, state) for spec in specs]
+
+    def up(spec: dict) -> dict:
+        started = time.monotonic()
+        config, plugged = start_vm(image, spec, state)
+        restored = not cold_boot()
+        wait_for_ssh(image, config, state / spec["name"], plugged, restored)
+        how = f"from saved state, {plugged} disks hot-plugged" if restored else "booted"
+        log(f"VM {spec['name']} answers over SSH {time.monotonic() - started:.1f} s after start ({how})")
+        return config
+
     try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(configs) or 1) as pool:
-            list(pool.map(lambda c: wait_for_ssh(image, c, state), configs))
+        # One at a time through the saved-state lock, then all wait for SSH together.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(specs) or 1) as pool:
+            configs = list(pool.map(up, specs))
     except Refusal:
         for spec in specs:
             stop_vm(state / spec["name"])
