@@ -1,5 +1,5 @@
 """The documents name only content that ships: every ``gpunas.platform.<name>`` and ``roles/<name>``
-they mention is a module, role or playbook of this repository. A document that promises a role
+they mention is a module, filter, role or playbook of this repository. A document that promises a role
 before it lands (``roles/scheduler_server`` did) fails here."""
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ ROLE_PATH = re.compile(r"\broles/([a-z0-9_]+)")
 
 def shipped() -> set[str]:
     modules = {p.stem for p in (ROOT / "plugins" / "modules").glob("*.py")}
+    filters = {p.stem for p in (ROOT / "plugins" / "filter").glob("*.yml")}
     roles = {p.name for p in (ROOT / "roles").iterdir() if (p / "tasks").is_dir()}
     playbooks = {p.stem for p in (ROOT / "playbooks").glob("*.yml")}
-    return modules | roles | playbooks
+    return modules | filters | roles | playbooks
 
 
 def named(text: str) -> set[str]:
