@@ -7,7 +7,10 @@ collector in ``_nvml.py``::
 
     {'driver_version': str, 'cuda_version': str | None, 'source': 'nvidia-smi',
      'gpus': [{'index', 'pci_address', 'uuid', 'name', 'architecture', 'memory_total_mib',
-               'mig_mode_current', 'mig_mode_pending', 'mig_instances', 'persistence_mode'}]}
+               'mig_mode_current', 'mig_mode_pending', 'mig_supported', 'mig_instances', 'persistence_mode'}]}
+
+``mig_supported`` is what the driver says: ``True`` when it reports a MIG mode, ``False`` when it
+answers ``N/A`` (the board, or this VM's view of it, has no MIG), ``None`` when it does not say.
 """
 
 from __future__ import annotations
@@ -53,6 +56,14 @@ def _mode(node, path):
     return value.lower() if value else None
 
 
+def _mig_supported(node):
+    """``True``/``False`` from ``mig_mode/current_mig`` (a mode or ``N/A``); ``None`` when the element is absent."""
+    found = node.find('mig_mode/current_mig')
+    if found is None:
+        return None
+    return _mode(node, 'mig_mode/current_mig') is not None
+
+
 def parse_query_xml(text):
     """Parse ``nvidia-smi -q -x`` into the driver-side view (GPUs in nvidia-smi's index order)."""
     try:
@@ -85,6 +96,7 @@ def parse_query_xml(text):
             'memory_total_mib': _mib(gpu, 'fb_memory_usage/total'),
             'mig_mode_current': _mode(gpu, 'mig_mode/current_mig'),
             'mig_mode_pending': _mode(gpu, 'mig_mode/pending_mig'),
+            'mig_supported': _mig_supported(gpu),
             'mig_instances': instances,
             'persistence_mode': _mode(gpu, 'persistence_mode'),
         })

@@ -34,12 +34,13 @@ def _cuda_version(number):
 
 
 def _mig_mode(nvml, handle):
+    """``(current, pending, supported)``: NotSupported means the driver says this GPU has no MIG."""
     try:
         current, pending = nvml.nvmlDeviceGetMigMode(handle)
     except nvml.NVMLError_NotSupported:
-        return None, None
+        return None, None, False
     names = {nvml.NVML_DEVICE_MIG_ENABLE: 'enabled', nvml.NVML_DEVICE_MIG_DISABLE: 'disabled'}
-    return names.get(current), names.get(pending)
+    return names.get(current), names.get(pending), True
 
 
 def _mig_instances(nvml, handle):
@@ -82,7 +83,7 @@ def collect(nvml):
         peers = {}
         for index in range(nvml.nvmlDeviceGetCount()):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            current, pending = _mig_mode(nvml, handle)
+            current, pending, mig_supported = _mig_mode(nvml, handle)
             address = _pci.normalize_address(_str(nvml.nvmlDeviceGetPciInfo(handle).busId))
             gpus.append({
                 'index': index,
@@ -93,6 +94,7 @@ def collect(nvml):
                 'memory_total_mib': nvml.nvmlDeviceGetMemoryInfo(handle).total // MIB,
                 'mig_mode_current': current,
                 'mig_mode_pending': pending,
+                'mig_supported': mig_supported,
                 'mig_instances': _mig_instances(nvml, handle) if current == 'enabled' else [],
                 'persistence_mode': 'enabled' if nvml.nvmlDeviceGetPersistenceMode(handle) == nvml.NVML_FEATURE_ENABLED
                 else 'disabled',

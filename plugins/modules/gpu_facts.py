@@ -16,7 +16,10 @@ description:
   - For each GPU it reports the PCI address, vendor, device and subsystem ids, model name, architecture,
     nominal memory, whether MIG and vGPU are supported (from a table of device ids kept as data in the
     collection), the kernel driver bound to it, its NUMA node and its IOMMU group (from sysfs).
-  - Device ids that are not in the table still produce an entry, built from what C(lspci) prints.
+  - Device ids that are not in the table still produce an entry, built from what C(lspci) prints; what the
+    table cannot know about such a board (memory, MIG and vGPU support) is V(null), never V(false).
+  - When the driver answers, its product name, architecture and MIG mode win over the table and C(lspci):
+    they become the C(model), C(architecture) and C(mig_supported) of the GPU.
   - When an NVIDIA GPU is bound to the C(nvidia) driver, it also asks the driver for the driver and CUDA
     versions, and per GPU the UUID, memory, current and pending MIG mode, existing MIG instances and
     persistence mode, through NVML (the C(pynvml) module of C(nvidia-ml-py)) when it is importable on the
@@ -295,7 +298,11 @@ def driver_view(module, gpus, commands):
 
 
 def merge_driver_view(gpus, view):
-    """Join the driver's per-GPU facts onto the PCI entries by address."""
+    """Join the driver's per-GPU facts onto the PCI entries by address.
+
+    The driver knows the board better than the device-id table and pci.ids: its product name,
+    architecture and MIG answer win over theirs.
+    """
     by_address = {gpu['pci_address']: gpu for gpu in gpus}
     for seen in view['gpus']:
         gpu = by_address.get(seen['pci_address'])
@@ -311,8 +318,12 @@ def merge_driver_view(gpus, view):
             'mig_instances': seen['mig_instances'],
             'persistence_mode': seen['persistence_mode'],
         })
-        if gpu['architecture'] is None:
+        if seen['name']:
+            gpu['model'] = seen['name']
+        if seen['architecture']:
             gpu['architecture'] = seen['architecture']
+        if seen['mig_supported'] is not None:
+            gpu['mig_supported'] = seen['mig_supported']
 
 
 def summary(gpus, has_gpu, overridden, driver):

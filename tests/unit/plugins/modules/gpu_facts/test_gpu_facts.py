@@ -13,7 +13,7 @@ import pytest
 import yaml
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.gpunas.platform.plugins.module_utils import _nvml
+from ansible_collections.gpunas.platform.plugins.module_utils import _nvidia_smi, _nvml
 from ansible_collections.gpunas.platform.plugins.modules import gpu_facts
 
 HERE = Path(__file__).parent
@@ -131,3 +131,22 @@ def test_every_gpu_has_the_documented_keys(tmp_path):
     facts = outcome.result['ansible_facts']
     assert sorted(facts) == sorted(documented)
     assert sorted(facts['gpunas_gpus'][0]) == sorted(documented['gpunas_gpus']['sample'][0])
+
+
+def test_the_driver_names_a_board_the_table_and_pci_ids_do_not_know(tmp_path):
+    """The real RTX PRO 6000 Blackwell capture against the lspci record of a board pci.ids predates.
+
+    lspci prints such a board as ``"Device [2bb4]"`` (see models_cases.yml); the record below carries
+    the ids the driver itself reports for the board (pci_device_id 2BB410DE, subsystem 204C10DE).
+    """
+    capture = FIXTURES / 'nvidia_smi' / 'rtx-pro-6000-blackwell-maxq-590.44.01.xml'
+    view = _nvidia_smi.parse_query_xml(capture.read_text())
+    gpu = gpu_facts.pci_gpu({'pci_address': '0000:61:00.0', 'vendor_id': '10de', 'device_id': '2bb4',
+                             'subsystem_vendor_id': '10de', 'subsystem_device_id': '204c', 'revision': 'a1',
+                             'device_name': 'Device'}, str(tmp_path))
+    assert (gpu['model'], gpu['architecture'], gpu['mig_supported'], gpu['vgpu_supported']) == \
+        ('NVIDIA device 2bb4', None, None, None)
+    gpu_facts.merge_driver_view([gpu], view)
+    assert (gpu['model'], gpu['architecture'], gpu['mig_supported'], gpu['vgpu_supported']) == \
+        ('NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition', 'Blackwell', False, None)
+    assert gpu['driver_name'] == gpu['model']
