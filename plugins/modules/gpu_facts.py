@@ -18,7 +18,7 @@ description:
     collection), the kernel driver bound to it, its NUMA node and its IOMMU group (from sysfs).
   - Device ids that are not in the table still produce an entry, built from what C(lspci) prints; what the
     table cannot know about such a board (memory, MIG and vGPU support) is V(null), never V(false).
-  - When the driver answers, its product name, architecture and MIG mode win over the table and C(lspci):
+  - When the driver answers, its product name, architecture and MIG mode win over the table and C(lspci);
     they become the C(model), C(architecture) and C(mig_supported) of the GPU.
   - When an NVIDIA GPU is bound to the C(nvidia) driver, it also asks the driver for the driver and CUDA
     versions, and per GPU the UUID, memory, current and pending MIG mode, existing MIG instances and
