@@ -7,10 +7,14 @@ collector in ``_nvml.py``::
 
     {'driver_version': str, 'cuda_version': str | None, 'source': 'nvidia-smi',
      'gpus': [{'index', 'pci_address', 'uuid', 'name', 'architecture', 'memory_total_mib',
-               'mig_mode_current', 'mig_mode_pending', 'mig_supported', 'mig_instances', 'persistence_mode'}]}
+               'mig_mode_current', 'mig_mode_pending', 'mig_supported', 'virtualization_mode', 'mig_instances',
+               'persistence_mode'}]}
 
 ``mig_supported`` is what the driver says: ``True`` when it reports a MIG mode, ``False`` when it
 answers ``N/A`` (the board, or this VM's view of it, has no MIG), ``None`` when it does not say.
+``virtualization_mode`` tells a bare-metal GPU (``none``) from one passed through to this VM
+(``passthrough``), a vGPU seen from inside a guest (``vgpu``) and a GPU that hosts vGPUs
+(``host_vgpu``; ``host_vsga`` for VMware vSGA); ``None`` when the driver does not say.
 """
 
 from __future__ import annotations
@@ -22,6 +26,15 @@ from ansible_collections.gpunas.platform.plugins.module_utils import _pci
 
 QUERY_ARGS = ['-q', '-x']
 TOPOLOGY_ARGS = ['topo', '-m']
+
+# <gpu_virtualization_mode><virtualization_mode> as nvidia-smi prints it -> the fact's value.
+VIRTUALIZATION_MODES = {
+    'None': 'none',
+    'Pass-Through': 'passthrough',
+    'VGPU': 'vgpu',
+    'Host VGPU': 'host_vgpu',
+    'Host VSGA': 'host_vsga',
+}
 
 _MIB = re.compile(r'^\s*(\d+)\s*MiB\s*$')
 _NVLINK = re.compile(r'^NV(\d+)$')
@@ -97,6 +110,7 @@ def parse_query_xml(text):
             'mig_mode_current': _mode(gpu, 'mig_mode/current_mig'),
             'mig_mode_pending': _mode(gpu, 'mig_mode/pending_mig'),
             'mig_supported': _mig_supported(gpu),
+            'virtualization_mode': VIRTUALIZATION_MODES.get(_text(gpu, 'gpu_virtualization_mode/virtualization_mode')),
             'mig_instances': instances,
             'persistence_mode': _mode(gpu, 'persistence_mode'),
         })

@@ -43,6 +43,21 @@ def _mig_mode(nvml, handle):
     return names.get(current), names.get(pending), True
 
 
+def _virtualization_mode(nvml, handle):
+    """The same names as ``_nvidia_smi.VIRTUALIZATION_MODES``; None when the driver cannot say."""
+    names = {
+        nvml.NVML_GPU_VIRTUALIZATION_MODE_NONE: 'none',
+        nvml.NVML_GPU_VIRTUALIZATION_MODE_PASSTHROUGH: 'passthrough',
+        nvml.NVML_GPU_VIRTUALIZATION_MODE_VGPU: 'vgpu',
+        nvml.NVML_GPU_VIRTUALIZATION_MODE_HOST_VGPU: 'host_vgpu',
+        nvml.NVML_GPU_VIRTUALIZATION_MODE_HOST_VSGA: 'host_vsga',
+    }
+    try:
+        return names.get(nvml.nvmlDeviceGetVirtualizationMode(handle))
+    except nvml.NVMLError_NotSupported:
+        return None
+
+
 def _mig_instances(nvml, handle):
     instances = []
     for slot in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
@@ -95,6 +110,7 @@ def collect(nvml):
                 'mig_mode_current': current,
                 'mig_mode_pending': pending,
                 'mig_supported': mig_supported,
+                'virtualization_mode': _virtualization_mode(nvml, handle),
                 'mig_instances': _mig_instances(nvml, handle) if current == 'enabled' else [],
                 'persistence_mode': 'enabled' if nvml.nvmlDeviceGetPersistenceMode(handle) == nvml.NVML_FEATURE_ENABLED
                 else 'disabled',

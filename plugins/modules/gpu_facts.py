@@ -21,10 +21,10 @@ description:
   - When the driver answers, its product name, architecture and MIG mode win over the table and C(lspci);
     they become the C(model), C(architecture) and C(mig_supported) of the GPU.
   - When an NVIDIA GPU is bound to the C(nvidia) driver, it also asks the driver for the driver and CUDA
-    versions, and per GPU the UUID, memory, current and pending MIG mode, existing MIG instances and
-    persistence mode, through NVML (the C(pynvml) module of C(nvidia-ml-py)) when it is importable on the
-    target, otherwise through C(nvidia-smi -q -x). With two or more GPUs it reads the NVLink topology
-    (NVML, or C(nvidia-smi topo -m)) and returns the groups of GPUs joined by NVLink.
+    versions, and per GPU the UUID, memory, current and pending MIG mode, existing MIG instances,
+    persistence mode and virtualization mode, through NVML (the C(pynvml) module of C(nvidia-ml-py)) when
+    it is importable on the target, otherwise through C(nvidia-smi -q -x). With two or more GPUs it reads
+    the NVLink topology (NVML, or C(nvidia-smi topo -m)) and returns the groups of GPUs joined by NVLink.
   - The module only reads. It never changes the host or any GPU setting.
   - An inventory value for O(has_nvidia_gpu) wins over detection and is reported as overridden.
 author:
@@ -128,7 +128,11 @@ ansible_facts:
       type: str
       sample: "1 NVIDIA GPU: 1 x A100 SXM4 40GB (Ampere, MIG enabled); driver 510.47.03, CUDA 11.6 (nvidia-smi)"
     gpunas_gpus:
-      description: One entry per GPU, in PCI address order.
+      description:
+        - One entry per GPU, in PCI address order.
+        - C(virtualization_mode) is what the driver says about this GPU, V(none) (bare metal), V(passthrough)
+          (the whole GPU passed through to this VM), V(vgpu) (a vGPU, seen from inside the guest),
+          V(host_vgpu) (a GPU that hosts vGPUs) or V(host_vsga); V(null) without a driver answer.
       returned: always
       type: list
       elements: dict
@@ -163,6 +167,7 @@ ansible_facts:
               multiprocessor_count: 42
               memory_total_mib: 19968
           persistence_mode: "disabled"
+          virtualization_mode: "passthrough"
     gpunas_gpu_driver:
       description:
         - What the NVIDIA driver reported. C(present) is V(false) when no driver answered, and C(error) then
@@ -223,7 +228,7 @@ from ansible_collections.gpunas.platform.plugins.module_utils._runner import Com
 PCIUTILS_HINT = 'install the pciutils package (the gpunas.platform.gpu_detect role installs it before detecting)'
 
 DRIVER_KEYS = ('index', 'uuid', 'driver_name', 'memory_total_mib', 'mig_mode_current', 'mig_mode_pending',
-               'mig_instances', 'persistence_mode')
+               'mig_instances', 'persistence_mode', 'virtualization_mode')
 
 
 def pci_gpu(device, sysfs_root):
@@ -317,6 +322,7 @@ def merge_driver_view(gpus, view):
             'mig_mode_pending': seen['mig_mode_pending'],
             'mig_instances': seen['mig_instances'],
             'persistence_mode': seen['persistence_mode'],
+            'virtualization_mode': seen['virtualization_mode'],
         })
         if seen['name']:
             gpu['model'] = seen['name']

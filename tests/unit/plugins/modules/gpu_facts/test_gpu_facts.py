@@ -150,3 +150,4 @@ def test_the_driver_names_a_board_the_table_and_pci_ids_do_not_know(tmp_path):
     assert (gpu['model'], gpu['architecture'], gpu['mig_supported'], gpu['vgpu_supported']) == \
         ('NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition', 'Blackwell', False, None)
     assert gpu['driver_name'] == gpu['model']
+    assert gpu['virtualization_mode'] == 'none'
