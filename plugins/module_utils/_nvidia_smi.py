@@ -37,6 +37,9 @@ VIRTUALIZATION_MODES = {
 }
 
 _MIB = re.compile(r'^\s*(\d+)\s*MiB\s*$')
+# Terminal control sequences (CSI: ESC [ parameters final-byte); drivers of 2026 underline the
+# topo -m header row with ESC[4m ... ESC[0m whether or not stdout is a terminal.
+_ANSI_CSI = re.compile(r'\x1b\[[0-9;?]*[@-~]')
 _NVLINK = re.compile(r'^NV(\d+)$')
 
 
@@ -91,6 +94,10 @@ def parse_query_xml(text):
     gpus = []
     for index, gpu in enumerate(root.findall('gpu')):
         bus_id = _text(gpu, 'pci/pci_bus_id') or gpu.get('id')
+        try:
+            pci_address = _pci.normalize_address(bus_id or '')
+        except _pci.LspciParseError as exc:
+            raise NvidiaSmiParseError(f'nvidia-smi -q -x: GPU {index} has no valid PCI bus id: {bus_id!r}') from exc
         instances = []
         for mig in gpu.findall('mig_devices/mig_device'):
             instances.append({
@@ -102,7 +109,7 @@ def parse_query_xml(text):
             })
         gpus.append({
             'index': index,
-            'pci_address': _pci.normalize_address(bus_id),
+            'pci_address': pci_address,
             'uuid': _text(gpu, 'uuid'),
             'name': _text(gpu, 'product_name'),
             'architecture': _text(gpu, 'product_architecture'),
@@ -127,9 +134,9 @@ def parse_topology(text):
 
     Only GPU rows are kept, and only their GPU columns. Columns are the header's device
     names (``GPU0``, ``NIC0``, ``mlx5_0``...) up to the affinity columns; the matrix ends at
-    the first empty line (the legend follows it).
+    the first empty line (the legend follows it). Terminal escape codes are removed first.
     """
-    lines = text.splitlines()
+    lines = _ANSI_CSI.sub('', text).splitlines()
     header = None
     links = {}
     for line in lines:

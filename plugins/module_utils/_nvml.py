@@ -15,6 +15,19 @@ from ansible_collections.gpunas.platform.plugins.module_utils import _pci
 MIB = 1024 * 1024
 
 
+class NvmlDataError(ValueError):
+    """NVML answered with something that is not what it documents (a bus id that is no PCI address)."""
+
+
+def _address(bus_id, what):
+    """NVML's ``busId`` (bytes or str) as a PCI address; anything else is an ``NvmlDataError``."""
+    text = _str(bus_id)
+    try:
+        return _pci.normalize_address(text)
+    except _pci.LspciParseError as exc:
+        raise NvmlDataError(f'{what} has no valid PCI bus id: {text!r}') from exc
+
+
 def import_pynvml():
     """The ``pynvml`` module, or None when nvidia-ml-py is not installed on the target."""
     try:
@@ -86,7 +99,7 @@ def _nvlink_peers(nvml, handle):
             remote = nvml.nvmlDeviceGetNvLinkRemotePciInfo(handle, link)
         except (nvml.NVMLError_NotSupported, nvml.NVMLError_InvalidArgument):
             break
-        peers.add(_pci.normalize_address(_str(remote.busId)))
+        peers.add(_address(remote.busId, f'the far end of NVLink {link}'))
     return peers
 
 
@@ -99,7 +112,7 @@ def collect(nvml):
         for index in range(nvml.nvmlDeviceGetCount()):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
             current, pending, mig_supported = _mig_mode(nvml, handle)
-            address = _pci.normalize_address(_str(nvml.nvmlDeviceGetPciInfo(handle).busId))
+            address = _address(nvml.nvmlDeviceGetPciInfo(handle).busId, f'GPU {index}')
             gpus.append({
                 'index': index,
                 'pci_address': address,

@@ -250,10 +250,11 @@ def pci_gpu(device, sysfs_root):
 
 
 def query_nvml(nvml):
-    """Driver view through NVML, or ``(None, error)`` when NVML cannot start (no library, no driver)."""
+    """Driver view through NVML, or ``(None, error)`` when NVML cannot start (no library, no driver) or
+    answers with data that is not what it documents."""
     try:
         view = _nvml.collect(nvml)
-    except nvml.NVMLError as exc:
+    except (nvml.NVMLError, _nvml.NvmlDataError) as exc:
         return None, f'NVML: {exc}'
     return view, None
 

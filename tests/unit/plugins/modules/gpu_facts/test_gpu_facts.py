@@ -151,3 +151,13 @@ def test_the_driver_names_a_board_the_table_and_pci_ids_do_not_know(tmp_path):
         ('NVIDIA RTX PRO 6000 Blackwell Max-Q Workstation Edition', 'Blackwell', False, None)
     assert gpu['driver_name'] == gpu['model']
     assert gpu['virtualization_mode'] == 'none'
+
+
+def test_a_malformed_bus_id_from_nvml_is_reported_not_raised():
+    """NVML answering with a bus id that is not one (the real Blackwell capture's, cut short) degrades the fact."""
+    text = (FIXTURES / 'nvidia_smi' / 'rtx-pro-6000-blackwell-maxq-590.44.01.xml').read_text()
+    nvml = fake_pynvml.FakeNvml(text.replace('00000000:61:00.0</pci_bus_id>', '00000000:61:00</pci_bus_id>'))
+    view, error = gpu_facts.query_nvml(nvml)
+    assert view is None
+    assert error == "NVML: GPU 0 has no valid PCI bus id: '00000000:61:00'"
+    assert nvml.calls == ['nvmlInit', 'nvmlShutdown']
