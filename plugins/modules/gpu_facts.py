@@ -71,6 +71,16 @@ options:
       - Change it only to inspect a chroot or a copied tree.
     type: path
     default: /sys
+  command_timeout:
+    description:
+      - Seconds each external command (C(lspci), C(nvidia-smi -q -x), C(nvidia-smi topo -m)) may run before
+        it is killed, so that a hung driver cannot hang the play.
+      - C(lspci) running out of time fails the module; C(nvidia-smi) running out of time is reported in
+        C(gpunas_gpu_driver.error) and the PCI facts are still returned.
+      - NVML calls run inside the module and are not bounded by this option.
+      - Must be at least V(1).
+    type: int
+    default: 30
 notes:
   - The 8-digit PCI domain nvidia-smi prints (C(00000000:41:00.0)) is reported in the 4-digit form
     lspci and sysfs use (C(0000:41:00.0)) so both views join on the address.
@@ -87,6 +97,10 @@ EXAMPLES = r"""
 - name: Discover GPUs without asking the driver (PCI and sysfs only)
   gpunas.platform.gpu_facts:
     query_driver: false
+
+- name: Discover GPUs, giving a slow driver a minute
+  gpunas.platform.gpu_facts:
+    command_timeout: 60
 
 - name: Respect the inventory override for this host
   gpunas.platform.gpu_facts:
@@ -223,7 +237,7 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.gpunas.platform.plugins.module_utils import _gpu_models, _nvidia_smi, _nvml, _pci
-from ansible_collections.gpunas.platform.plugins.module_utils._runner import CommandRunner
+from ansible_collections.gpunas.platform.plugins.module_utils._runner import CommandRunner, CommandTimeout
 
 PCIUTILS_HINT = 'install the pciutils package (the gpunas.platform.gpu_detect role installs it before detecting)'
 
@@ -263,9 +277,13 @@ def query_nvidia_smi(module, commands):
     """Driver view through nvidia-smi, or ``(None, error)`` when it is missing or fails."""
     if not module.get_bin_path('nvidia-smi'):
         return None, 'nvidia-smi not found'
-    smi = CommandRunner(module, 'nvidia-smi')
-    rc, out, err = smi.run(_nvidia_smi.QUERY_ARGS, ok_rcs=None)
-    commands.extend(smi.commands)
+    smi = CommandRunner(module, 'nvidia-smi', timeout=module.params['command_timeout'])
+    try:
+        rc, out, err = smi.run(_nvidia_smi.QUERY_ARGS, ok_rcs=None)
+    except CommandTimeout as exc:
+        return None, str(exc)
+    finally:
+        commands.extend(smi.commands)
     if rc != 0:
         return None, f'nvidia-smi -q -x failed with rc {rc}: {(err or out).strip()}'
     try:
@@ -274,8 +292,13 @@ def query_nvidia_smi(module, commands):
         return None, str(exc)
     view['links'] = {}
     if len(view['gpus']) > 1:
-        rc, out, err = smi.run(_nvidia_smi.TOPOLOGY_ARGS, ok_rcs=None)
-        commands.append(smi.commands[-1])
+        try:
+            rc, out, err = smi.run(_nvidia_smi.TOPOLOGY_ARGS, ok_rcs=None)
+        except CommandTimeout as exc:
+            view['topology_error'] = str(exc)
+            return view, None
+        finally:
+            commands.append(smi.commands[-1])
         if rc == 0:
             try:
                 view['links'] = _nvidia_smi.parse_topology(out)
@@ -360,7 +383,7 @@ def summary(gpus, has_gpu, overridden, driver):
 
 def gather(module):
     """All facts for this host, and the commands that produced them."""
-    lspci = CommandRunner(module, 'lspci', missing_hint=PCIUTILS_HINT)
+    lspci = CommandRunner(module, 'lspci', missing_hint=PCIUTILS_HINT, timeout=module.params['command_timeout'])
     _rc, out, _err = lspci.run(_pci.LSPCI_ARGS)
     commands = list(lspci.commands)
     try:
@@ -414,9 +437,12 @@ def main():
             'query_driver': {'type': 'bool', 'default': True},
             'use_nvml': {'type': 'bool', 'default': True},
             'sysfs_root': {'type': 'path', 'default': '/sys'},
+            'command_timeout': {'type': 'int', 'default': 30},
         },
         supports_check_mode=True,
     )
+    if module.params['command_timeout'] < 1:
+        module.fail_json(msg=f"command_timeout must be at least 1 second, got {module.params['command_timeout']}")
     facts, commands = gather(module)
     module.exit_json(changed=False, ansible_facts=facts, commands=commands)
 

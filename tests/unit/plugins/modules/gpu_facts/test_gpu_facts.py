@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -161,3 +162,54 @@ def test_a_malformed_bus_id_from_nvml_is_reported_not_raised():
     assert view is None
     assert error == "NVML: GPU 0 has no valid PCI bus id: '00000000:61:00'"
     assert nvml.calls == ['nvmlInit', 'nvmlShutdown']
+
+
+def _stand_in(directory, name, body):
+    path = directory / name
+    path.write_text(f'#!/bin/sh\n{body}\n')
+    path.chmod(0o755)
+    return path
+
+
+def _run_for_real(params, bin_dir, monkeypatch):
+    """The module with its real run_command and get_bin_path, finding stand-ins in bin_dir first."""
+    monkeypatch.setenv('PATH', f"{bin_dir}:{os.environ['PATH']}")
+    started = time.monotonic()
+    with patch_module_args(params), \
+            mock.patch.object(basic.AnsibleModule, 'exit_json', side_effect=exit_json), \
+            mock.patch.object(basic.AnsibleModule, 'fail_json', side_effect=fail_json), \
+            mock.patch.object(_nvml, 'import_pynvml', return_value=None), \
+            pytest.raises((Exited, Failed)) as outcome:
+        gpu_facts.main()
+    return outcome.value, time.monotonic() - started
+
+
+def test_a_hung_nvidia_smi_is_killed_at_command_timeout_and_reported(tmp_path, monkeypatch):
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    _stand_in(bin_dir, 'lspci', f"exec cat {FIXTURES / 'lspci' / 'a100pcie40gb-rtx5090.mmnn.txt'}")
+    smi = _stand_in(bin_dir, 'nvidia-smi', 'exec sleep 60')
+    outcome, elapsed = _run_for_real({'command_timeout': 1, 'sysfs_root': str(tmp_path / 'sys')}, bin_dir, monkeypatch)
+    assert isinstance(outcome, Exited), outcome.result
+    assert elapsed < 10
+    facts = outcome.result['ansible_facts']
+    assert facts['gpunas_gpu_count'] == 2
+    assert facts['gpunas_gpu_driver']['present'] is False
+    assert facts['gpunas_gpu_driver']['error'] == f'{smi} -q -x did not finish within 1 s and was killed'
+    assert outcome.result['commands'][-1] == [str(smi), '-q', '-x']
+
+
+def test_a_hung_lspci_fails_the_module_at_command_timeout(tmp_path, monkeypatch):
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    lspci = _stand_in(bin_dir, 'lspci', 'exec sleep 60')
+    outcome, elapsed = _run_for_real({'command_timeout': 1}, bin_dir, monkeypatch)
+    assert isinstance(outcome, Failed), outcome.result
+    assert elapsed < 10
+    assert outcome.result['msg'] == f'{lspci} -D -mm -nn -d 10de: did not finish within 1 s and was killed'
+
+
+def test_documented_options_are_the_argument_spec():
+    documented = yaml.safe_load(gpu_facts.DOCUMENTATION)['options']
+    assert documented['command_timeout'] == {
+        'description': documented['command_timeout']['description'], 'type': 'int', 'default': 30}
