@@ -430,17 +430,19 @@ def gather(module):
     return facts, commands
 
 
+def argument_spec():
+    """The options (shared with tools/bench/gpu_facts_bench.py, which builds the module the same way)."""
+    return {
+        'has_nvidia_gpu': {'type': 'bool'},
+        'query_driver': {'type': 'bool', 'default': True},
+        'use_nvml': {'type': 'bool', 'default': True},
+        'sysfs_root': {'type': 'path', 'default': '/sys'},
+        'command_timeout': {'type': 'int', 'default': 30},
+    }
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            'has_nvidia_gpu': {'type': 'bool'},
-            'query_driver': {'type': 'bool', 'default': True},
-            'use_nvml': {'type': 'bool', 'default': True},
-            'sysfs_root': {'type': 'path', 'default': '/sys'},
-            'command_timeout': {'type': 'int', 'default': 30},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if module.params['command_timeout'] < 1:
         module.fail_json(msg=f"command_timeout must be at least 1 second, got {module.params['command_timeout']}")
     facts, commands = gather(module)
