@@ -213,3 +213,20 @@ def test_documented_options_are_the_argument_spec():
     documented = yaml.safe_load(gpu_facts.DOCUMENTATION)['options']
     assert documented['command_timeout'] == {
         'description': documented['command_timeout']['description'], 'type': 'int', 'default': 30}
+
+
+def test_a_hung_topo_m_keeps_the_driver_facts_and_reports_the_timeout(tmp_path, monkeypatch):
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    _stand_in(bin_dir, 'lspci', f"exec cat {FIXTURES / 'lspci' / 'a100pcie40gb-rtx5090.mmnn.txt'}")
+    query = FIXTURES / 'nvidia_smi' / 'v100s-pcie-32gb-x8-460.73.01.xml'
+    smi = _stand_in(bin_dir, 'nvidia-smi', f'if [ "$1" = -q ]; then exec cat {query}; fi\nexec sleep 60')
+    outcome, elapsed = _run_for_real({'command_timeout': 1, 'sysfs_root': str(tmp_path / 'sys')}, bin_dir, monkeypatch)
+    assert isinstance(outcome, Exited), outcome.result
+    assert elapsed < 10
+    facts = outcome.result['ansible_facts']
+    assert facts['gpunas_gpu_driver'] == {
+        'present': True, 'source': 'nvidia-smi', 'version': '460.73.01', 'cuda_version': '11.2',
+        'error': f'{smi} topo -m did not finish within 1 s and was killed'}
+    assert facts['gpunas_nvlink_groups'] == []
+    assert outcome.result['commands'][1:] == [[str(smi), '-q', '-x'], [str(smi), 'topo', '-m']]
