@@ -17,7 +17,8 @@ Sources (checked 2026-11-23):
   vGPU platforms in https://docs.nvidia.com/ai-enterprise/release-8/8.0/infra-software/vgpu/features/nvswitch.html.
 
 Lookups never fail: an id that is not in the table gets a generic entry built from what
-``lspci`` says about the device (see ``describe``).
+``lspci`` says about the device (see ``describe``). What the table cannot say about such a
+board (memory, MIG, vGPU) is ``None``, never ``False``; the driver fills in what it knows.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ GPU_MODELS = {
 
 # NVSwitch chips enumerate as NVIDIA "Bridge [0680]" devices; they are fabric, not GPUs.
 NVSWITCH_MODELS = {
+    '1ac1': 'V100 NVSwitch',
     '1af1': 'A100 NVSwitch',
     '22a3': 'H100 NVSwitch',
 }
@@ -99,9 +101,15 @@ def architecture_from_name(device_name):
     return None
 
 
+# What lspci prints for a device its pci.ids does not know ("NVIDIA Corporation Device [10de:2bb1]").
+LSPCI_UNNAMED = 'Device'
+
+
 def marketing_name(device_name):
-    """``GA100 [A100 PCIe 40GB]`` -> ``A100 PCIe 40GB``; names without brackets are kept."""
+    """``GA100 [A100 PCIe 40GB]`` -> ``A100 PCIe 40GB``; names without brackets are kept, lspci's placeholder is ''."""
     name = (device_name or '').strip()
+    if name == LSPCI_UNNAMED:
+        return ''
     if name.endswith(']') and '[' in name:
         return name[name.index('[') + 1:-1].strip() or name
     return name
@@ -111,15 +119,14 @@ def describe(device_id, device_name):
     """Facts for one NVIDIA device id; unknown ids get a generic entry from the lspci name."""
     known = GPU_MODELS.get((device_id or '').lower())
     if known is not None:
-        result = dict(known, mig_profiles=list(known['mig_profiles']), known_model=True)
-    else:
-        result = {
-            'model': marketing_name(device_name) or f'NVIDIA device {device_id}',
-            'architecture': architecture_from_name(device_name),
-            'memory_gib': None,
-            'mig_profiles': [],
-            'vgpu_supported': False,
-            'known_model': False,
-        }
-    result['mig_supported'] = bool(result['mig_profiles'])
-    return result
+        return dict(known, mig_profiles=list(known['mig_profiles']), mig_supported=bool(known['mig_profiles']),
+                    known_model=True)
+    return {
+        'model': marketing_name(device_name) or f'NVIDIA device {device_id}',
+        'architecture': architecture_from_name(device_name),
+        'memory_gib': None,
+        'mig_profiles': [],
+        'mig_supported': None,
+        'vgpu_supported': None,
+        'known_model': False,
+    }

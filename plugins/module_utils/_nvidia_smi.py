@@ -7,7 +7,14 @@ collector in ``_nvml.py``::
 
     {'driver_version': str, 'cuda_version': str | None, 'source': 'nvidia-smi',
      'gpus': [{'index', 'pci_address', 'uuid', 'name', 'architecture', 'memory_total_mib',
-               'mig_mode_current', 'mig_mode_pending', 'mig_instances', 'persistence_mode'}]}
+               'mig_mode_current', 'mig_mode_pending', 'mig_supported', 'virtualization_mode', 'mig_instances',
+               'persistence_mode'}]}
+
+``mig_supported`` is what the driver says: ``True`` when it reports a MIG mode, ``False`` when it
+answers ``N/A`` (the board, or this VM's view of it, has no MIG), ``None`` when it does not say.
+``virtualization_mode`` tells a bare-metal GPU (``none``) from one passed through to this VM
+(``passthrough``), a vGPU seen from inside a guest (``vgpu``) and a GPU that hosts vGPUs
+(``host_vgpu``; ``host_vsga`` for VMware vSGA); ``None`` when the driver does not say.
 """
 
 from __future__ import annotations
@@ -20,7 +27,19 @@ from ansible_collections.gpunas.platform.plugins.module_utils import _pci
 QUERY_ARGS = ['-q', '-x']
 TOPOLOGY_ARGS = ['topo', '-m']
 
+# <gpu_virtualization_mode><virtualization_mode> as nvidia-smi prints it -> the fact's value.
+VIRTUALIZATION_MODES = {
+    'None': 'none',
+    'Pass-Through': 'passthrough',
+    'VGPU': 'vgpu',
+    'Host VGPU': 'host_vgpu',
+    'Host VSGA': 'host_vsga',
+}
+
 _MIB = re.compile(r'^\s*(\d+)\s*MiB\s*$')
+# Terminal control sequences (CSI: ESC [ parameters final-byte); drivers of 2026 underline the
+# topo -m header row with ESC[4m ... ESC[0m whether or not stdout is a terminal.
+_ANSI_CSI = re.compile(r'\x1b\[[0-9;?]*[@-~]')
 _NVLINK = re.compile(r'^NV(\d+)$')
 
 
@@ -53,6 +72,14 @@ def _mode(node, path):
     return value.lower() if value else None
 
 
+def _mig_supported(node):
+    """``True``/``False`` from ``mig_mode/current_mig`` (a mode or ``N/A``); ``None`` when the element is absent."""
+    found = node.find('mig_mode/current_mig')
+    if found is None:
+        return None
+    return _mode(node, 'mig_mode/current_mig') is not None
+
+
 def parse_query_xml(text):
     """Parse ``nvidia-smi -q -x`` into the driver-side view (GPUs in nvidia-smi's index order)."""
     try:
@@ -67,6 +94,10 @@ def parse_query_xml(text):
     gpus = []
     for index, gpu in enumerate(root.findall('gpu')):
         bus_id = _text(gpu, 'pci/pci_bus_id') or gpu.get('id')
+        try:
+            pci_address = _pci.normalize_address(bus_id or '')
+        except _pci.LspciParseError as exc:
+            raise NvidiaSmiParseError(f'nvidia-smi -q -x: GPU {index} has no valid PCI bus id: {bus_id!r}') from exc
         instances = []
         for mig in gpu.findall('mig_devices/mig_device'):
             instances.append({
@@ -78,13 +109,15 @@ def parse_query_xml(text):
             })
         gpus.append({
             'index': index,
-            'pci_address': _pci.normalize_address(bus_id),
+            'pci_address': pci_address,
             'uuid': _text(gpu, 'uuid'),
             'name': _text(gpu, 'product_name'),
             'architecture': _text(gpu, 'product_architecture'),
             'memory_total_mib': _mib(gpu, 'fb_memory_usage/total'),
             'mig_mode_current': _mode(gpu, 'mig_mode/current_mig'),
             'mig_mode_pending': _mode(gpu, 'mig_mode/pending_mig'),
+            'mig_supported': _mig_supported(gpu),
+            'virtualization_mode': VIRTUALIZATION_MODES.get(_text(gpu, 'gpu_virtualization_mode/virtualization_mode')),
             'mig_instances': instances,
             'persistence_mode': _mode(gpu, 'persistence_mode'),
         })
@@ -101,9 +134,9 @@ def parse_topology(text):
 
     Only GPU rows are kept, and only their GPU columns. Columns are the header's device
     names (``GPU0``, ``NIC0``, ``mlx5_0``...) up to the affinity columns; the matrix ends at
-    the first empty line (the legend follows it).
+    the first empty line (the legend follows it). Terminal escape codes are removed first.
     """
-    lines = text.splitlines()
+    lines = _ANSI_CSI.sub('', text).splitlines()
     header = None
     links = {}
     for line in lines:

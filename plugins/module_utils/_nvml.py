@@ -15,6 +15,19 @@ from ansible_collections.gpunas.platform.plugins.module_utils import _pci
 MIB = 1024 * 1024
 
 
+class NvmlDataError(ValueError):
+    """NVML answered with something that is not what it documents (a bus id that is no PCI address)."""
+
+
+def _address(bus_id, what):
+    """NVML's ``busId`` (bytes or str) as a PCI address; anything else is an ``NvmlDataError``."""
+    text = _str(bus_id)
+    try:
+        return _pci.normalize_address(text)
+    except _pci.LspciParseError as exc:
+        raise NvmlDataError(f'{what} has no valid PCI bus id: {text!r}') from exc
+
+
 def import_pynvml():
     """The ``pynvml`` module, or None when nvidia-ml-py is not installed on the target."""
     try:
@@ -34,12 +47,28 @@ def _cuda_version(number):
 
 
 def _mig_mode(nvml, handle):
+    """``(current, pending, supported)``: NotSupported means the driver says this GPU has no MIG."""
     try:
         current, pending = nvml.nvmlDeviceGetMigMode(handle)
     except nvml.NVMLError_NotSupported:
-        return None, None
+        return None, None, False
     names = {nvml.NVML_DEVICE_MIG_ENABLE: 'enabled', nvml.NVML_DEVICE_MIG_DISABLE: 'disabled'}
-    return names.get(current), names.get(pending)
+    return names.get(current), names.get(pending), True
+
+
+def _virtualization_mode(nvml, handle):
+    """The same names as ``_nvidia_smi.VIRTUALIZATION_MODES``; None when the driver cannot say."""
+    names = {
+        nvml.NVML_GPU_VIRTUALIZATION_MODE_NONE: 'none',
+        nvml.NVML_GPU_VIRTUALIZATION_MODE_PASSTHROUGH: 'passthrough',
+        nvml.NVML_GPU_VIRTUALIZATION_MODE_VGPU: 'vgpu',
+        nvml.NVML_GPU_VIRTUALIZATION_MODE_HOST_VGPU: 'host_vgpu',
+        nvml.NVML_GPU_VIRTUALIZATION_MODE_HOST_VSGA: 'host_vsga',
+    }
+    try:
+        return names.get(nvml.nvmlDeviceGetVirtualizationMode(handle))
+    except nvml.NVMLError_NotSupported:
+        return None
 
 
 def _mig_instances(nvml, handle):
@@ -70,7 +99,7 @@ def _nvlink_peers(nvml, handle):
             remote = nvml.nvmlDeviceGetNvLinkRemotePciInfo(handle, link)
         except (nvml.NVMLError_NotSupported, nvml.NVMLError_InvalidArgument):
             break
-        peers.add(_pci.normalize_address(_str(remote.busId)))
+        peers.add(_address(remote.busId, f'the far end of NVLink {link}'))
     return peers
 
 
@@ -82,8 +111,8 @@ def collect(nvml):
         peers = {}
         for index in range(nvml.nvmlDeviceGetCount()):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            current, pending = _mig_mode(nvml, handle)
-            address = _pci.normalize_address(_str(nvml.nvmlDeviceGetPciInfo(handle).busId))
+            current, pending, mig_supported = _mig_mode(nvml, handle)
+            address = _address(nvml.nvmlDeviceGetPciInfo(handle).busId, f'GPU {index}')
             gpus.append({
                 'index': index,
                 'pci_address': address,
@@ -93,6 +122,8 @@ def collect(nvml):
                 'memory_total_mib': nvml.nvmlDeviceGetMemoryInfo(handle).total // MIB,
                 'mig_mode_current': current,
                 'mig_mode_pending': pending,
+                'mig_supported': mig_supported,
+                'virtualization_mode': _virtualization_mode(nvml, handle),
                 'mig_instances': _mig_instances(nvml, handle) if current == 'enabled' else [],
                 'persistence_mode': 'enabled' if nvml.nvmlDeviceGetPersistenceMode(handle) == nvml.NVML_FEATURE_ENABLED
                 else 'disabled',

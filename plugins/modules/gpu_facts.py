@@ -16,12 +16,15 @@ description:
   - For each GPU it reports the PCI address, vendor, device and subsystem ids, model name, architecture,
     nominal memory, whether MIG and vGPU are supported (from a table of device ids kept as data in the
     collection), the kernel driver bound to it, its NUMA node and its IOMMU group (from sysfs).
-  - Device ids that are not in the table still produce an entry, built from what C(lspci) prints.
+  - Device ids that are not in the table still produce an entry, built from what C(lspci) prints; what the
+    table cannot know about such a board (memory, MIG and vGPU support) is V(null), never V(false).
+  - When the driver answers, its product name, architecture and MIG mode win over the table and C(lspci);
+    they become the C(model), C(architecture) and C(mig_supported) of the GPU.
   - When an NVIDIA GPU is bound to the C(nvidia) driver, it also asks the driver for the driver and CUDA
-    versions, and per GPU the UUID, memory, current and pending MIG mode, existing MIG instances and
-    persistence mode, through NVML (the C(pynvml) module of C(nvidia-ml-py)) when it is importable on the
-    target, otherwise through C(nvidia-smi -q -x). With two or more GPUs it reads the NVLink topology
-    (NVML, or C(nvidia-smi topo -m)) and returns the groups of GPUs joined by NVLink.
+    versions, and per GPU the UUID, memory, current and pending MIG mode, existing MIG instances,
+    persistence mode and virtualization mode, through NVML (the C(pynvml) module of C(nvidia-ml-py)) when
+    it is importable on the target, otherwise through C(nvidia-smi -q -x). With two or more GPUs it reads
+    the NVLink topology (NVML, or C(nvidia-smi topo -m)) and returns the groups of GPUs joined by NVLink.
   - The module only reads. It never changes the host or any GPU setting.
   - An inventory value for O(has_nvidia_gpu) wins over detection and is reported as overridden.
 author:
@@ -68,6 +71,16 @@ options:
       - Change it only to inspect a chroot or a copied tree.
     type: path
     default: /sys
+  command_timeout:
+    description:
+      - Seconds each external command (C(lspci), C(nvidia-smi -q -x), C(nvidia-smi topo -m)) may run before
+        it is killed, so that a hung driver cannot hang the play.
+      - C(lspci) running out of time fails the module; C(nvidia-smi) running out of time is reported in
+        C(gpunas_gpu_driver.error) and the PCI facts are still returned.
+      - NVML calls run inside the module and are not bounded by this option.
+      - Must be at least V(1).
+    type: int
+    default: 30
 notes:
   - The 8-digit PCI domain nvidia-smi prints (C(00000000:41:00.0)) is reported in the 4-digit form
     lspci and sysfs use (C(0000:41:00.0)) so both views join on the address.
@@ -84,6 +97,10 @@ EXAMPLES = r"""
 - name: Discover GPUs without asking the driver (PCI and sysfs only)
   gpunas.platform.gpu_facts:
     query_driver: false
+
+- name: Discover GPUs, giving a slow driver a minute
+  gpunas.platform.gpu_facts:
+    command_timeout: 60
 
 - name: Respect the inventory override for this host
   gpunas.platform.gpu_facts:
@@ -125,7 +142,11 @@ ansible_facts:
       type: str
       sample: "1 NVIDIA GPU: 1 x A100 SXM4 40GB (Ampere, MIG enabled); driver 510.47.03, CUDA 11.6 (nvidia-smi)"
     gpunas_gpus:
-      description: One entry per GPU, in PCI address order.
+      description:
+        - One entry per GPU, in PCI address order.
+        - C(virtualization_mode) is what the driver says about this GPU, V(none) (bare metal), V(passthrough)
+          (the whole GPU passed through to this VM), V(vgpu) (a vGPU, seen from inside the guest),
+          V(host_vgpu) (a GPU that hosts vGPUs) or V(host_vsga); V(null) without a driver answer.
       returned: always
       type: list
       elements: dict
@@ -160,6 +181,7 @@ ansible_facts:
               multiprocessor_count: 42
               memory_total_mib: 19968
           persistence_mode: "disabled"
+          virtualization_mode: "passthrough"
     gpunas_gpu_driver:
       description:
         - What the NVIDIA driver reported. C(present) is V(false) when no driver answered, and C(error) then
@@ -215,12 +237,12 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.gpunas.platform.plugins.module_utils import _gpu_models, _nvidia_smi, _nvml, _pci
-from ansible_collections.gpunas.platform.plugins.module_utils._runner import CommandRunner
+from ansible_collections.gpunas.platform.plugins.module_utils._runner import CommandRunner, CommandTimeout
 
 PCIUTILS_HINT = 'install the pciutils package (the gpunas.platform.gpu_detect role installs it before detecting)'
 
 DRIVER_KEYS = ('index', 'uuid', 'driver_name', 'memory_total_mib', 'mig_mode_current', 'mig_mode_pending',
-               'mig_instances', 'persistence_mode')
+               'mig_instances', 'persistence_mode', 'virtualization_mode')
 
 
 def pci_gpu(device, sysfs_root):
@@ -242,10 +264,11 @@ def pci_gpu(device, sysfs_root):
 
 
 def query_nvml(nvml):
-    """Driver view through NVML, or ``(None, error)`` when NVML cannot start (no library, no driver)."""
+    """Driver view through NVML, or ``(None, error)`` when NVML cannot start (no library, no driver) or
+    answers with data that is not what it documents."""
     try:
         view = _nvml.collect(nvml)
-    except nvml.NVMLError as exc:
+    except (nvml.NVMLError, _nvml.NvmlDataError) as exc:
         return None, f'NVML: {exc}'
     return view, None
 
@@ -254,9 +277,13 @@ def query_nvidia_smi(module, commands):
     """Driver view through nvidia-smi, or ``(None, error)`` when it is missing or fails."""
     if not module.get_bin_path('nvidia-smi'):
         return None, 'nvidia-smi not found'
-    smi = CommandRunner(module, 'nvidia-smi')
-    rc, out, err = smi.run(_nvidia_smi.QUERY_ARGS, ok_rcs=None)
-    commands.extend(smi.commands)
+    smi = CommandRunner(module, 'nvidia-smi', timeout=module.params['command_timeout'])
+    try:
+        rc, out, err = smi.run(_nvidia_smi.QUERY_ARGS, ok_rcs=None)
+    except CommandTimeout as exc:
+        return None, str(exc)
+    finally:
+        commands.extend(smi.commands)
     if rc != 0:
         return None, f'nvidia-smi -q -x failed with rc {rc}: {(err or out).strip()}'
     try:
@@ -265,8 +292,13 @@ def query_nvidia_smi(module, commands):
         return None, str(exc)
     view['links'] = {}
     if len(view['gpus']) > 1:
-        rc, out, err = smi.run(_nvidia_smi.TOPOLOGY_ARGS, ok_rcs=None)
-        commands.append(smi.commands[-1])
+        try:
+            rc, out, err = smi.run(_nvidia_smi.TOPOLOGY_ARGS, ok_rcs=None)
+        except CommandTimeout as exc:
+            view['topology_error'] = str(exc)
+            return view, None
+        finally:
+            commands.append(smi.commands[-1])
         if rc == 0:
             try:
                 view['links'] = _nvidia_smi.parse_topology(out)
@@ -295,7 +327,11 @@ def driver_view(module, gpus, commands):
 
 
 def merge_driver_view(gpus, view):
-    """Join the driver's per-GPU facts onto the PCI entries by address."""
+    """Join the driver's per-GPU facts onto the PCI entries by address.
+
+    The driver knows the board better than the device-id table and pci.ids: its product name,
+    architecture and MIG answer win over theirs.
+    """
     by_address = {gpu['pci_address']: gpu for gpu in gpus}
     for seen in view['gpus']:
         gpu = by_address.get(seen['pci_address'])
@@ -310,9 +346,14 @@ def merge_driver_view(gpus, view):
             'mig_mode_pending': seen['mig_mode_pending'],
             'mig_instances': seen['mig_instances'],
             'persistence_mode': seen['persistence_mode'],
+            'virtualization_mode': seen['virtualization_mode'],
         })
-        if gpu['architecture'] is None:
+        if seen['name']:
+            gpu['model'] = seen['name']
+        if seen['architecture']:
             gpu['architecture'] = seen['architecture']
+        if seen['mig_supported'] is not None:
+            gpu['mig_supported'] = seen['mig_supported']
 
 
 def summary(gpus, has_gpu, overridden, driver):
@@ -342,7 +383,7 @@ def summary(gpus, has_gpu, overridden, driver):
 
 def gather(module):
     """All facts for this host, and the commands that produced them."""
-    lspci = CommandRunner(module, 'lspci', missing_hint=PCIUTILS_HINT)
+    lspci = CommandRunner(module, 'lspci', missing_hint=PCIUTILS_HINT, timeout=module.params['command_timeout'])
     _rc, out, _err = lspci.run(_pci.LSPCI_ARGS)
     commands = list(lspci.commands)
     try:
@@ -389,16 +430,21 @@ def gather(module):
     return facts, commands
 
 
+def argument_spec():
+    """The options (shared with tools/bench/gpu_facts_bench.py, which builds the module the same way)."""
+    return {
+        'has_nvidia_gpu': {'type': 'bool'},
+        'query_driver': {'type': 'bool', 'default': True},
+        'use_nvml': {'type': 'bool', 'default': True},
+        'sysfs_root': {'type': 'path', 'default': '/sys'},
+        'command_timeout': {'type': 'int', 'default': 30},
+    }
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            'has_nvidia_gpu': {'type': 'bool'},
-            'query_driver': {'type': 'bool', 'default': True},
-            'use_nvml': {'type': 'bool', 'default': True},
-            'sysfs_root': {'type': 'path', 'default': '/sys'},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if module.params['command_timeout'] < 1:
+        module.fail_json(msg=f"command_timeout must be at least 1 second, got {module.params['command_timeout']}")
     facts, commands = gather(module)
     module.exit_json(changed=False, ansible_facts=facts, commands=commands)
 

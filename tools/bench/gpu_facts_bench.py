@@ -75,15 +75,7 @@ def timed(func, runs):
 def run_gather(params):
     """One module run in this process: AnsibleModule from params, then gather()."""
     with patch_module_args(params):
-        module = basic.AnsibleModule(
-            argument_spec={
-                'has_nvidia_gpu': {'type': 'bool'},
-                'query_driver': {'type': 'bool', 'default': True},
-                'use_nvml': {'type': 'bool', 'default': True},
-                'sysfs_root': {'type': 'path', 'default': '/sys'},
-            },
-            supports_check_mode=True,
-        )
+        module = basic.AnsibleModule(argument_spec=gpu_facts.argument_spec(), supports_check_mode=True)
         return gpu_facts.gather(module)
 
 

@@ -17,6 +17,19 @@ NVML_DEVICE_MIG_ENABLE = 1
 NVML_FEATURE_DISABLED = 0
 NVML_FEATURE_ENABLED = 1
 NVML_NVLINK_MAX_LINKS = 36
+NVML_GPU_VIRTUALIZATION_MODE_NONE = 0
+NVML_GPU_VIRTUALIZATION_MODE_PASSTHROUGH = 1
+NVML_GPU_VIRTUALIZATION_MODE_VGPU = 2
+NVML_GPU_VIRTUALIZATION_MODE_HOST_VGPU = 3
+NVML_GPU_VIRTUALIZATION_MODE_HOST_VSGA = 4
+# nvidia-smi prints NVML's virtualization mode under these names (nvidia-smi -q -x, virtualization_mode).
+_VIRTUALIZATION_BY_NAME = {
+    'None': NVML_GPU_VIRTUALIZATION_MODE_NONE,
+    'Pass-Through': NVML_GPU_VIRTUALIZATION_MODE_PASSTHROUGH,
+    'VGPU': NVML_GPU_VIRTUALIZATION_MODE_VGPU,
+    'Host VGPU': NVML_GPU_VIRTUALIZATION_MODE_HOST_VGPU,
+    'Host VSGA': NVML_GPU_VIRTUALIZATION_MODE_HOST_VSGA,
+}
 MIB = 1024 * 1024
 
 
@@ -55,6 +68,11 @@ class FakeNvml:
     NVML_DEVICE_MIG_ENABLE = NVML_DEVICE_MIG_ENABLE
     NVML_FEATURE_ENABLED = NVML_FEATURE_ENABLED
     NVML_NVLINK_MAX_LINKS = NVML_NVLINK_MAX_LINKS
+    NVML_GPU_VIRTUALIZATION_MODE_NONE = NVML_GPU_VIRTUALIZATION_MODE_NONE
+    NVML_GPU_VIRTUALIZATION_MODE_PASSTHROUGH = NVML_GPU_VIRTUALIZATION_MODE_PASSTHROUGH
+    NVML_GPU_VIRTUALIZATION_MODE_VGPU = NVML_GPU_VIRTUALIZATION_MODE_VGPU
+    NVML_GPU_VIRTUALIZATION_MODE_HOST_VGPU = NVML_GPU_VIRTUALIZATION_MODE_HOST_VGPU
+    NVML_GPU_VIRTUALIZATION_MODE_HOST_VSGA = NVML_GPU_VIRTUALIZATION_MODE_HOST_VSGA
     NVMLError = NVMLError
     NVMLError_NotSupported = NVMLError_NotSupported
     NVMLError_NotFound = NVMLError_NotFound
@@ -108,6 +126,9 @@ class FakeNvml:
             raise NVMLError_NotSupported()
         pending = _text(handle[1], 'mig_mode/pending_mig')
         return [int(current == 'Enabled'), int(pending == 'Enabled')]
+
+    def nvmlDeviceGetVirtualizationMode(self, handle):
+        return _VIRTUALIZATION_BY_NAME[_text(handle[1], 'gpu_virtualization_mode/virtualization_mode')]
 
     def nvmlDeviceGetPersistenceMode(self, handle):
         return int(_text(handle[1], 'persistence_mode') == 'Enabled')

@@ -34,8 +34,8 @@ def test_unknown_ids_get_a_generic_entry_from_the_lspci_name(case):
         'architecture': case['architecture'],
         'memory_gib': None,
         'mig_profiles': [],
-        'mig_supported': False,
-        'vgpu_supported': False,
+        'mig_supported': None,
+        'vgpu_supported': None,
         'known_model': False,
     }
 

@@ -57,3 +57,12 @@ def test_parse_topology_refuses_empty_output():
 def test_nvlink_groups_join_transitively_and_sort_largest_first():
     links = {'GPU0': {'GPU1': 'NV4'}, 'GPU1': {'GPU2': 'NV4'}, 'GPU3': {'GPU4': 'NV2'}, 'GPU5': {'GPU6': 'SYS'}}
     assert _nvidia_smi.nvlink_groups(links) == [[0, 1, 2], [3, 4]]
+
+
+def test_a_malformed_pci_bus_id_is_a_parse_error_that_names_it():
+    """The real Blackwell capture with its bus id cut short, as a driver printing garbage would leave it."""
+    text = (FIXTURES / 'nvidia_smi' / 'rtx-pro-6000-blackwell-maxq-590.44.01.xml').read_text()
+    broken = text.replace('<pci_bus_id>00000000:61:00.0</pci_bus_id>', '<pci_bus_id>00000000:61:00</pci_bus_id>')
+    assert broken != text
+    with pytest.raises(_nvidia_smi.NvidiaSmiParseError, match="GPU 0 has no valid PCI bus id: '00000000:61:00'"):
+        _nvidia_smi.parse_query_xml(broken)

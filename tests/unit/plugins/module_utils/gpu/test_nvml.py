@@ -59,7 +59,11 @@ def test_the_stand_in_only_uses_names_the_real_pynvml_has():
     used = [name for name in dir(fake_pynvml.FakeNvml) if name.startswith(('nvml', 'NVML'))]
     assert used
     assert [name for name in used if not hasattr(pynvml, name)] == []
-    for name in ('NVML_DEVICE_MIG_DISABLE', 'NVML_DEVICE_MIG_ENABLE', 'NVML_FEATURE_ENABLED', 'NVML_NVLINK_MAX_LINKS'):
+    constants = ('NVML_DEVICE_MIG_DISABLE', 'NVML_DEVICE_MIG_ENABLE', 'NVML_FEATURE_ENABLED', 'NVML_NVLINK_MAX_LINKS',
+                 'NVML_GPU_VIRTUALIZATION_MODE_NONE', 'NVML_GPU_VIRTUALIZATION_MODE_PASSTHROUGH',
+                 'NVML_GPU_VIRTUALIZATION_MODE_VGPU', 'NVML_GPU_VIRTUALIZATION_MODE_HOST_VGPU',
+                 'NVML_GPU_VIRTUALIZATION_MODE_HOST_VSGA')
+    for name in constants:
         assert getattr(pynvml, name) == getattr(fake_pynvml, name), name
 
 

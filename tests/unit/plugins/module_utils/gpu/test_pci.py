@@ -110,3 +110,13 @@ def test_nvswitch_is_recognised_by_id_or_name_not_by_class(device_id, name, grou
     found = _pci.classify_nvidia([record])
     assert found[group] == [record]
     assert sum(len(v) for v in found.values()) == 1
+
+
+def test_dgx2_nvswitch_is_not_a_bridge():
+    """DGX-2 NVSwitch functions as real ``lspci -nn`` prints them when pci.ids does not name them:
+    ``10:00.0 Bridge [0680]: NVIDIA Corporation Device [10de:1ac1] (rev a1)`` (a public DGX-2
+    passthrough guide, found through the code-search index, document id 42951630780)."""
+    switch = {'pci_address': '0000:10:00.0', 'class_id': '0680', 'class_name': 'Bridge', 'vendor_id': '10de',
+              'device_id': '1ac1', 'device_name': 'Device'}
+    found = _pci.classify_nvidia([switch])
+    assert (found['nvswitches'], found['bridges']) == ([switch], [])
