@@ -104,6 +104,12 @@ BOOL_TASKS = """\
   ansible.builtin.assert:
     that:
       - (not r_reboot) | bool
+- name: A bare boolean on a block
+  when: r_reboot
+  block:
+    - name: Inside the block
+      ansible.builtin.debug:
+        msg: inside
 """
 
 BOOL_TEMPLATE = """\
@@ -144,5 +150,6 @@ def test_declared_booleans_used_without_the_bool_filter_are_refused(bool_project
         (tasks, 10, "ansible.builtin.set_fact.r_left: r_reboot is used without '| bool'"),
         (tasks, 10, "failed_when[0]: r_reboot is used without '| bool'"),
         (tasks, 15, "that[0]: r_reboot is used without '| bool'"),
+        (tasks, 19, "when: r_reboot is used without '| bool'"),
         (template, 2, "r_reboot is used without '| bool'"),
     ]
