@@ -10,7 +10,8 @@ from ansible_collections.gpunas.platform.plugins.module_utils._blockdev import p
 
 LEVELS = ('0', '1', '4', '5', '6', '10')
 MIN_DEVICES = {'0': 2, '1': 2, '4': 3, '5': 3, '6': 4, '10': 2}
-METADATA = ('0.90', '1.0', '1.1', '1.2')
+# 0.90 superblocks carry no array name, which is how an array is found again (docs/storage.md).
+METADATA = ('1.0', '1.1', '1.2')
 NAME_RE = re.compile(r'^[A-Za-z0-9_.-]{1,32}$')
 CHUNK_RE = re.compile(r'^\d+[KMG]?$', re.IGNORECASE)
 

@@ -23,6 +23,19 @@ SIZE_PROPERTIES = frozenset((
     'special_small_blocks', 'filesystem_limit', 'snapshot_limit',
 ))
 NONE_IS_ZERO = frozenset(('quota', 'refquota', 'reservation', 'refreservation', 'filesystem_limit', 'snapshot_limit'))
+# Properties whose values come from a fixed table (ZFS "index" properties): OpenZFS
+# module/zcommon/zfs_prop.c (zprop_register_index) and zpool_prop.c, listed in zfsprops(7) and
+# zpoolprops(7). Only these may be compared ignoring case; a path (mountpoint), share options or
+# a user property (``module:name``) keeps its case.
+ENUM_PROPERTIES = frozenset((
+    # datasets
+    'aclinherit', 'aclmode', 'acltype', 'atime', 'canmount', 'casesensitivity', 'checksum', 'compression',
+    'copies', 'dedup', 'devices', 'dnodesize', 'encryption', 'exec', 'keyformat', 'logbias', 'nbmand',
+    'normalization', 'overlay', 'primarycache', 'readonly', 'redundant_metadata', 'relatime', 'secondarycache',
+    'setuid', 'snapdev', 'snapdir', 'sync', 'utf8only', 'version', 'volmode', 'vscan', 'xattr', 'zoned',
+    # pools
+    'autoexpand', 'autoreplace', 'autotrim', 'delegation', 'failmode', 'listsnapshots', 'multihost',
+))
 
 
 class LayoutError(ValueError):
@@ -209,7 +222,7 @@ def same_value(prop, requested, current):
         return True
     if prop in SIZE_PROPERTIES:
         return size_bytes(requested) is not None and size_bytes(requested) == size_bytes(current)
-    return requested.lower() == current.lower()
+    return prop in ENUM_PROPERTIES and requested.lower() == current.lower()
 
 
 def parse_get(text):

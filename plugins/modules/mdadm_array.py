@@ -63,9 +63,13 @@ options:
     description: Chunk size for striped levels (C(512K)); used at creation only.
     type: str
   metadata:
-    description: Superblock format; used at creation only.
+    description:
+      - Superblock format; used at creation only.
+      - C(0.90) is not offered. Its superblock has no array name, and this module finds its array by
+        name, so a second run would take the array's own disks for used ones. C(1.0) also keeps the
+        superblock at the end of the disk.
     type: str
-    choices: ['0.90', '1.0', '1.1', '1.2']
+    choices: ['1.0', '1.1', '1.2']
     default: '1.2'
   grow:
     description: Allow disks in O(devices) that are not members yet to be added and the array reshaped over them.

@@ -15,6 +15,8 @@ description:
     C(zfs get -p) prints, so a re-run reports no change. C(community.general.zfs) compares the
     text and reports a change on every run for such values; it also destroys with
     C(zfs destroy -R), which removes clones and dependants. This module exists for those reasons.
+  - Values from a fixed list (C(compression), C(atime), C(sync), ...) are compared ignoring case;
+    every other value, such as C(mountpoint), share options or a user property, must match exactly.
   - A dataset is destroyed only with O(state=absent) and O(force=true), and then with a plain
     C(zfs destroy) that fails when the dataset has children, snapshots or clones.
 author:
