@@ -18,10 +18,11 @@ from gpunas_scheduler.api.app import create_app
 from gpunas_scheduler.config import Config
 from gpunas_scheduler.domain.model import JobClass, Policy
 from gpunas_scheduler.osthread import name_os_thread
-from gpunas_scheduler.service.core import SchedulerService, Settings
+from gpunas_scheduler.service.core import ClassAccess, SchedulerService, Settings
 from gpunas_scheduler.service.loop import SchedulingLoop
 from gpunas_scheduler.service.metrics import Metrics
 from gpunas_scheduler.service.ports import Clock, system_clock
+from gpunas_scheduler.service.records import Role
 from gpunas_scheduler.store import migrate
 from gpunas_scheduler.store.leader import leader_lock_for
 from gpunas_scheduler.store.sql import SqlStore
@@ -55,8 +56,16 @@ def settings_from(config: Config) -> Settings:
         quota_warning_ratio=config.quota_warning_ratio,
         max_runtime_s={**base.max_runtime_s, JobClass.TRAINING: config.training_max_runtime_s},
     )
+    access = {
+        JobClass[name.upper()]: ClassAccess(
+            tenants=None if e.tenants is None else frozenset(e.tenants),
+            roles=None if e.roles is None else frozenset(Role(r) for r in e.roles),
+        )
+        for name, e in config.classes.items()
+    }
     return Settings(
         policy=policy,
+        class_access=access,
         heartbeat_timeout_s=config.heartbeat_timeout_s,
         default_token_ttl_s=config.default_token_ttl_s,
         token_cache_ttl_s=config.token_cache_ttl_s,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -16,6 +16,20 @@ ENV_DATABASE_URL = "GPUNAS_SCHEDULER_DATABASE_URL"
 
 class ConfigError(Exception):
     """Invalid configuration; the message names every bad field."""
+
+
+ClassName = Literal["urgent_inference", "inference", "fine_tuning", "training"]
+TenantRoleName = Literal["tenant_member", "tenant_admin"]
+TenantName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+
+
+class ClassEntitlement(BaseModel):
+    """``[classes.<class>]``: who may submit the class (docs/operations.md, "Class entitlements")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenants: list[TenantName] | None = Field(None, description="tenants entitled to the class; absent: every tenant")
+    roles: list[TenantRoleName] | None = Field(None, description="tenant roles entitled; absent: both")
 
 
 class Config(BaseModel):
@@ -39,6 +53,10 @@ class Config(BaseModel):
     token_cache_ttl_s: float = Field(5.0, ge=0, le=300, allow_inf_nan=False)
     default_token_ttl_s: float = Field(30 * 86400.0, ge=60, le=365 * 86400, allow_inf_nan=False)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    classes: dict[ClassName, ClassEntitlement] = Field(
+        default_factory=lambda: {"urgent_inference": ClassEntitlement(tenants=[])},
+        description="per-class entitlements; a class not listed is open to every tenant",
+    )
 
     @field_validator("database_url")
     @classmethod

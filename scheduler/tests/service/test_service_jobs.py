@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from support.env import FakeClock, Seeded, job_spec, seed, whole_gpu_node
 
+from gpunas_scheduler.domain.model import JobClass
 from gpunas_scheduler.service.auth import Principal
+from gpunas_scheduler.service.core import ClassAccess, Settings
 from gpunas_scheduler.service.errors import (
     Conflict,
     Forbidden,
@@ -291,3 +293,24 @@ def test_api_call_day_changes_exactly_at_utc_midnight(env: Seeded) -> None:
         for d in ("2026-11-23", "2026-11-24")
     ]
     assert got == [1, 2]
+
+
+def test_urgent_class_needs_an_entitlement_by_default() -> None:
+    env = seed(MemoryStore(), FakeClock(), Settings())
+    with pytest.raises(Forbidden, match="urgent_inference") as exc:
+        env.service.submit(who(env, "suwon-admin"), job_spec("urgent_inference"))
+    assert exc.value.field == "job_class"
+    env.service.submit(who(env, "suwon-user"), job_spec("inference"))
+    env.service.submit(who(env, "root"), job_spec("urgent_inference"), "suwon")
+    assert env.service.store.count_jobs() == 2
+
+
+def test_class_entitlements_by_tenant_and_role() -> None:
+    admins_of_suwon = ClassAccess(tenants=frozenset({"suwon"}), roles=frozenset({Role.TENANT_ADMIN}))
+    access = {JobClass.URGENT_INFERENCE: admins_of_suwon}
+    env = seed(MemoryStore(), FakeClock(), Settings(class_access=access))
+    env.service.submit(who(env, "suwon-admin"), job_spec("urgent_inference"))
+    for user in ("suwon-user", "yongin-admin"):
+        with pytest.raises(Forbidden, match="class urgent_inference"):
+            env.service.submit(who(env, user), job_spec("urgent_inference"))
+    assert env.service.store.count_jobs() == 1

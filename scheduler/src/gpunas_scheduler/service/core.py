@@ -42,10 +42,27 @@ ACTIVE = (JobState.PENDING, JobState.RUNNING, JobState.PREEMPTING)
 
 
 @dataclass(frozen=True, slots=True)
+class ClassAccess:
+    """Who may submit a class: ``tenants`` (None: every tenant) and, within them, ``roles``
+    (None: every tenant role). Platform admins may submit every class for any tenant."""
+
+    tenants: frozenset[str] | None = None
+    roles: frozenset[Role] | None = None
+
+    def allows(self, tenant: str, role: Role) -> bool:
+        return (self.tenants is None or tenant in self.tenants) and (self.roles is None or role in self.roles)
+
+
+# The class that preempts other tenants' work is closed unless configured (docs/operations.md).
+DEFAULT_CLASS_ACCESS: dict[JobClass, ClassAccess] = {JobClass.URGENT_INFERENCE: ClassAccess(tenants=frozenset())}
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Service tunables (filled from the validated configuration)."""
 
     policy: Policy = field(default_factory=Policy)
+    class_access: dict[JobClass, ClassAccess] = field(default_factory=lambda: dict(DEFAULT_CLASS_ACCESS))
     heartbeat_timeout_s: float = 30.0
     tenant_cache_ttl_s: float = 5.0
     default_token_ttl_s: float = 30 * 86400.0
@@ -153,6 +170,12 @@ class SchedulerService:
         """Validate and queue a job; the returned future resolves when it is durable."""
         owner = self._resolve_tenant(principal, tenant)
         job_class = self._check_spec(spec)
+        access = self.settings.class_access.get(job_class)
+        if access is not None and not principal.is_platform_admin and not access.allows(owner, principal.role):
+            raise Forbidden(
+                f"job_class: {principal.role} of tenant {owner!r} is not entitled to class {job_class.name.lower()}",
+                field="job_class",
+            )
         now = self.clock()
         job_id = new_job_id(now)
         rec = JobRecord(
