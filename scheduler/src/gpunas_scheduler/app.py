@@ -18,7 +18,8 @@ from gpunas_scheduler.api.app import create_app
 from gpunas_scheduler.config import Config
 from gpunas_scheduler.domain.model import JobClass, Policy
 from gpunas_scheduler.osthread import name_os_thread
-from gpunas_scheduler.service.core import ClassAccess, SchedulerService, Settings
+from gpunas_scheduler.service.convert import ClassLimits
+from gpunas_scheduler.service.core import DEFAULT_CLASS_ACCESS, ClassAccess, SchedulerService, Settings
 from gpunas_scheduler.service.loop import SchedulingLoop
 from gpunas_scheduler.service.metrics import Metrics
 from gpunas_scheduler.service.ports import Clock, system_clock
@@ -56,16 +57,20 @@ def settings_from(config: Config) -> Settings:
         quota_warning_ratio=config.quota_warning_ratio,
         max_runtime_s={**base.max_runtime_s, JobClass.TRAINING: config.training_max_runtime_s},
     )
-    access = {
-        JobClass[name.upper()]: ClassAccess(
-            tenants=None if e.tenants is None else frozenset(e.tenants),
+    access = dict(DEFAULT_CLASS_ACCESS)
+    limits = {}
+    for name, e in config.classes.items():
+        job_class = JobClass[name.upper()]
+        default = access.get(job_class, ClassAccess())
+        access[job_class] = ClassAccess(
+            tenants=default.tenants if e.tenants is None else frozenset(e.tenants),
             roles=None if e.roles is None else frozenset(Role(r) for r in e.roles),
         )
-        for name, e in config.classes.items()
-    }
+        limits[job_class] = ClassLimits(float(e.max_min_runtime_s), float(e.max_checkpoint_grace_s))
     return Settings(
         policy=policy,
-        class_access=access,
+        class_access={c: a for c, a in access.items() if a != ClassAccess()},
+        class_limits=limits,
         heartbeat_timeout_s=config.heartbeat_timeout_s,
         default_token_ttl_s=config.default_token_ttl_s,
         token_cache_ttl_s=config.token_cache_ttl_s,

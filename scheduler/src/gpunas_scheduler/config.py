@@ -24,12 +24,17 @@ TenantName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 
 
 class ClassEntitlement(BaseModel):
-    """``[classes.<class>]``: who may submit the class (docs/operations.md, "Class entitlements")."""
+    """``[classes.<class>]``: who may submit the class and how far a job of it may exempt itself
+    from preemption (docs/operations.md, "Class entitlements")."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    tenants: list[TenantName] | None = Field(None, description="tenants entitled to the class; absent: every tenant")
+    tenants: list[TenantName] | None = Field(
+        None, description="tenants entitled to the class; absent: every tenant (none for urgent_inference)"
+    )
     roles: list[TenantRoleName] | None = Field(None, description="tenant roles entitled; absent: both")
+    max_min_runtime_s: int = Field(1800, ge=0, le=86400, description="largest min_runtime_s a job may ask for")
+    max_checkpoint_grace_s: int = Field(300, ge=0, le=3600, description="largest checkpoint_grace_s")
 
 
 class Config(BaseModel):
@@ -54,8 +59,7 @@ class Config(BaseModel):
     default_token_ttl_s: float = Field(30 * 86400.0, ge=60, le=365 * 86400, allow_inf_nan=False)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     classes: dict[ClassName, ClassEntitlement] = Field(
-        default_factory=lambda: {"urgent_inference": ClassEntitlement(tenants=[])},
-        description="per-class entitlements; a class not listed is open to every tenant",
+        default_factory=dict, description="per-class entitlements and limits; see docs/operations.md"
     )
 
     @field_validator("database_url")

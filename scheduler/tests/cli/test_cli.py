@@ -16,6 +16,7 @@ from gpunas_scheduler.app import settings_from
 from gpunas_scheduler.cli import app
 from gpunas_scheduler.config import load_config
 from gpunas_scheduler.domain.model import JobClass
+from gpunas_scheduler.service.convert import ClassLimits
 from gpunas_scheduler.service.core import ClassAccess
 from gpunas_scheduler.service.records import Role
 
@@ -50,6 +51,7 @@ def test_check_config_accepts_a_valid_file_and_hides_passwords(tmp_path: Path) -
         ("[classes.urgent]\ntenants = []\n", "classes.urgent"),
         ('[classes.training]\nroles = ["agent"]\n', "classes.training.roles"),
         ('[classes.training]\ntenants = ["Bad Name"]\n', "classes.training.tenants"),
+        ("[classes.training]\nmax_min_runtime_s = 31536000\n", "classes.training.max_min_runtime_s"),
     ],
 )
 def test_check_config_names_the_bad_field(tmp_path: Path, content: str, field: str) -> None:
@@ -69,6 +71,8 @@ def test_example_configuration_entitles_urgent_inference_narrowly() -> None:
         tenants=frozenset({"suwon", "seongnam"}), roles=frozenset({Role.TENANT_ADMIN})
     )
     assert JobClass.TRAINING not in access
+    limits = settings_from(load_config(example)).class_limits
+    assert limits[JobClass.TRAINING] == ClassLimits(max_min_runtime_s=600, max_checkpoint_grace_s=600)
     assert settings_from(load_config(None)).class_access == {JobClass.URGENT_INFERENCE: ClassAccess(frozenset())}
 
 

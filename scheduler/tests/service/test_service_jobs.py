@@ -7,6 +7,7 @@ from support.env import FakeClock, Seeded, job_spec, seed, whole_gpu_node
 
 from gpunas_scheduler.domain.model import JobClass
 from gpunas_scheduler.service.auth import Principal
+from gpunas_scheduler.service.convert import ClassLimits, job_from_record
 from gpunas_scheduler.service.core import ClassAccess, Settings
 from gpunas_scheduler.service.errors import (
     Conflict,
@@ -314,3 +315,22 @@ def test_class_entitlements_by_tenant_and_role() -> None:
         with pytest.raises(Forbidden, match="class urgent_inference"):
             env.service.submit(who(env, user), job_spec("urgent_inference"))
     assert env.service.store.count_jobs() == 1
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [({"min_runtime_s": 31_536_000}, "min_runtime_s"), ({"checkpoint_grace_s": 3600}, "checkpoint_grace_s")],
+)
+def test_preemption_exemptions_are_bounded_by_the_class(over: dict[str, int], field: str) -> None:
+    env = seed(MemoryStore(), FakeClock(), Settings(class_access={}))
+    with pytest.raises(InvalidInput, match="class training") as exc:
+        env.service.submit(who(env, "suwon-user"), {**job_spec(), **over})
+    assert exc.value.field == field
+    assert env.service.store.count_jobs() == 0
+
+
+def test_jobs_queued_before_a_class_limit_are_held_to_it(env: Seeded) -> None:
+    rec, _ = env.service.submit(who(env, "suwon-user"), job_spec())
+    rec.spec.update(min_runtime_s=31_536_000, checkpoint_grace_s=3600)
+    job = job_from_record(rec, ClassLimits(max_min_runtime_s=1800, max_checkpoint_grace_s=300))
+    assert (job.min_runtime_s, job.checkpoint_grace_s) == (1800, 300)

@@ -19,7 +19,7 @@ from gpunas_scheduler.domain.model import (
     TenantUsage,
 )
 from gpunas_scheduler.service.auth import Authenticator, IssuedToken, Principal, check_name
-from gpunas_scheduler.service.convert import request_from_json, tenant_from_record
+from gpunas_scheduler.service.convert import ClassLimits, request_from_json, tenant_from_record
 from gpunas_scheduler.service.errors import Conflict, Forbidden, InvalidInput, NotFound, QuotaExceeded
 from gpunas_scheduler.service.metrics import Metrics
 from gpunas_scheduler.service.ports import Changeset, Clock, Store
@@ -57,12 +57,16 @@ class ClassAccess:
 DEFAULT_CLASS_ACCESS: dict[JobClass, ClassAccess] = {JobClass.URGENT_INFERENCE: ClassAccess(tenants=frozenset())}
 
 
+_DEFAULT_LIMITS = ClassLimits()
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Service tunables (filled from the validated configuration)."""
 
     policy: Policy = field(default_factory=Policy)
     class_access: dict[JobClass, ClassAccess] = field(default_factory=lambda: dict(DEFAULT_CLASS_ACCESS))
+    class_limits: dict[JobClass, ClassLimits] = field(default_factory=dict)
     heartbeat_timeout_s: float = 30.0
     tenant_cache_ttl_s: float = 5.0
     default_token_ttl_s: float = 30 * 86400.0
@@ -164,7 +168,17 @@ class SchedulerService:
             )
         if spec.get("min_runtime_s", 0) and max_rt is not None and spec["min_runtime_s"] > max_rt:
             raise InvalidInput("min_runtime_s: must not exceed max_runtime_s", field="min_runtime_s")
+        bounds = self.class_limits(job_class)
+        for key, default, bound in (
+            ("min_runtime_s", 0, bounds.max_min_runtime_s),
+            ("checkpoint_grace_s", 60, bounds.max_checkpoint_grace_s),
+        ):
+            if spec.get(key, default) > bound:
+                raise InvalidInput(f"{key}: at most {int(bound)} for class {job_class.name.lower()}", field=key)
         return job_class
+
+    def class_limits(self, job_class: JobClass) -> ClassLimits:
+        return self.settings.class_limits.get(job_class, _DEFAULT_LIMITS)
 
     def submit(self, principal: Principal, spec: JsonDict, tenant: str | None = None) -> tuple[JobRecord, Future[None]]:
         """Validate and queue a job; the returned future resolves when it is durable."""
