@@ -18,10 +18,12 @@ from gpunas_scheduler.api.app import create_app
 from gpunas_scheduler.config import Config
 from gpunas_scheduler.domain.model import JobClass, Policy
 from gpunas_scheduler.osthread import name_os_thread
-from gpunas_scheduler.service.core import SchedulerService, Settings
+from gpunas_scheduler.service.convert import ClassLimits
+from gpunas_scheduler.service.core import DEFAULT_CLASS_ACCESS, ClassAccess, SchedulerService, Settings
 from gpunas_scheduler.service.loop import SchedulingLoop
 from gpunas_scheduler.service.metrics import Metrics
 from gpunas_scheduler.service.ports import Clock, system_clock
+from gpunas_scheduler.service.records import Role
 from gpunas_scheduler.store import migrate
 from gpunas_scheduler.store.leader import leader_lock_for
 from gpunas_scheduler.store.sql import SqlStore
@@ -55,8 +57,20 @@ def settings_from(config: Config) -> Settings:
         quota_warning_ratio=config.quota_warning_ratio,
         max_runtime_s={**base.max_runtime_s, JobClass.TRAINING: config.training_max_runtime_s},
     )
+    access = dict(DEFAULT_CLASS_ACCESS)
+    limits = {}
+    for name, e in config.classes.items():
+        job_class = JobClass[name.upper()]
+        default = access.get(job_class, ClassAccess())
+        access[job_class] = ClassAccess(
+            tenants=default.tenants if e.tenants is None else frozenset(e.tenants),
+            roles=None if e.roles is None else frozenset(Role(r) for r in e.roles),
+        )
+        limits[job_class] = ClassLimits(float(e.max_min_runtime_s), float(e.max_checkpoint_grace_s))
     return Settings(
         policy=policy,
+        class_access={c: a for c, a in access.items() if a != ClassAccess()},
+        class_limits=limits,
         heartbeat_timeout_s=config.heartbeat_timeout_s,
         default_token_ttl_s=config.default_token_ttl_s,
         token_cache_ttl_s=config.token_cache_ttl_s,

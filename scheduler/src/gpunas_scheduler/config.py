@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -16,6 +16,25 @@ ENV_DATABASE_URL = "GPUNAS_SCHEDULER_DATABASE_URL"
 
 class ConfigError(Exception):
     """Invalid configuration; the message names every bad field."""
+
+
+ClassName = Literal["urgent_inference", "inference", "fine_tuning", "training"]
+TenantRoleName = Literal["tenant_member", "tenant_admin"]
+TenantName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+
+
+class ClassEntitlement(BaseModel):
+    """``[classes.<class>]``: who may submit the class and how far a job of it may exempt itself
+    from preemption (docs/operations.md, "Class entitlements")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenants: list[TenantName] | None = Field(
+        None, description="tenants entitled to the class; absent: every tenant (none for urgent_inference)"
+    )
+    roles: list[TenantRoleName] | None = Field(None, description="tenant roles entitled; absent: both")
+    max_min_runtime_s: int = Field(1800, ge=0, le=86400, description="largest min_runtime_s a job may ask for")
+    max_checkpoint_grace_s: int = Field(300, ge=0, le=3600, description="largest checkpoint_grace_s")
 
 
 class Config(BaseModel):
@@ -39,6 +58,9 @@ class Config(BaseModel):
     token_cache_ttl_s: float = Field(5.0, ge=0, le=300, allow_inf_nan=False)
     default_token_ttl_s: float = Field(30 * 86400.0, ge=60, le=365 * 86400, allow_inf_nan=False)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    classes: dict[ClassName, ClassEntitlement] = Field(
+        default_factory=dict, description="per-class entitlements and limits; see docs/operations.md"
+    )
 
     @field_validator("database_url")
     @classmethod

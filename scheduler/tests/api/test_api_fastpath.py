@@ -86,6 +86,8 @@ CASES: list[tuple[str, str | None, str | None, bytes]] = [
     ("wrong types", "suwon-user", "application/json", j(resources=[1], mounts={"a": 1})),
     ("share without memory", "suwon-user", "application/json", j(resources={"gpu_share_milli": 3})),
     ("runtime over class limit", "suwon-user", "application/json", j(max_runtime_s=100_000)),
+    ("urgent not entitled", "suwon-admin", "application/json", j(job_class="urgent_inference")),
+    ("admin submits urgent", "root", "application/json", j(job_class="urgent_inference", tenant="yongin")),
     ("unicode", "suwon-user", "application/json", j(name="학습 작업")),
     ("not an object", "suwon-user", "application/json", b"[1, 2]"),
     ("null", "suwon-user", "application/json", b"null"),
@@ -147,6 +149,17 @@ def test_fast_path_answers_like_the_route(
     assert fast == slow, case
     if case.startswith("valid"):
         assert fast["status"] == 201 and fast["jobs stored"] == 1
+
+
+def test_class_without_entitlement_is_a_403_naming_it(pair: Pair) -> None:
+    headers = _headers(pair, "suwon-user", "application/json")
+    for client in (pair.fast, pair.slow):
+        r = client.post("/api/v1/jobs", content=j(job_class="urgent_inference"), headers=headers)
+        assert r.status_code == 403
+        assert r.json() == {
+            "error": "job_class: tenant_member of tenant 'suwon' is not entitled to class urgent_inference",
+            "field": "job_class",
+        }
 
 
 def test_streamed_body_over_the_limit_is_413(pair: Pair) -> None:

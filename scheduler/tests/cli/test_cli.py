@@ -12,7 +12,13 @@ import pytest
 from support.env import Spawned, free_port, spawn_server, write_config
 from typer.testing import CliRunner
 
+from gpunas_scheduler.app import settings_from
 from gpunas_scheduler.cli import app
+from gpunas_scheduler.config import load_config
+from gpunas_scheduler.domain.model import JobClass
+from gpunas_scheduler.service.convert import ClassLimits
+from gpunas_scheduler.service.core import ClassAccess
+from gpunas_scheduler.service.records import Role
 
 runner = CliRunner()
 
@@ -42,6 +48,10 @@ def test_check_config_accepts_a_valid_file_and_hides_passwords(tmp_path: Path) -
         ("surprise = 1\n", "surprise"),
         ('tls_cert_file = "/nonexistent.pem"\n', "tls_key_file"),
         ("listen_port = [\n", "not valid TOML"),
+        ("[classes.urgent]\ntenants = []\n", "classes.urgent"),
+        ('[classes.training]\nroles = ["agent"]\n', "classes.training.roles"),
+        ('[classes.training]\ntenants = ["Bad Name"]\n', "classes.training.tenants"),
+        ("[classes.training]\nmax_min_runtime_s = 31536000\n", "classes.training.max_min_runtime_s"),
     ],
 )
 def test_check_config_names_the_bad_field(tmp_path: Path, content: str, field: str) -> None:
@@ -50,6 +60,20 @@ def test_check_config_names_the_bad_field(tmp_path: Path, content: str, field: s
     code, out = cli("check-config", "--config", str(cfg))
     assert code == 2
     assert field in out
+
+
+def test_example_configuration_entitles_urgent_inference_narrowly() -> None:
+    example = Path(__file__).resolve().parents[2] / "docs" / "config.example.toml"
+    code, out = cli("check-config", "--config", str(example))
+    assert code == 0, out
+    access = settings_from(load_config(example)).class_access
+    assert access[JobClass.URGENT_INFERENCE] == ClassAccess(
+        tenants=frozenset({"suwon", "seongnam"}), roles=frozenset({Role.TENANT_ADMIN})
+    )
+    assert JobClass.TRAINING not in access
+    limits = settings_from(load_config(example)).class_limits
+    assert limits[JobClass.TRAINING] == ClassLimits(max_min_runtime_s=600, max_checkpoint_grace_s=600)
+    assert settings_from(load_config(None)).class_access == {JobClass.URGENT_INFERENCE: ClassAccess(frozenset())}
 
 
 def test_check_config_missing_file(tmp_path: Path) -> None:

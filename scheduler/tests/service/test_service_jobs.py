@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 from support.env import FakeClock, Seeded, job_spec, seed, whole_gpu_node
 
+from gpunas_scheduler.domain.model import JobClass
 from gpunas_scheduler.service.auth import Principal
+from gpunas_scheduler.service.convert import ClassLimits, job_from_record
+from gpunas_scheduler.service.core import ClassAccess, Settings
 from gpunas_scheduler.service.errors import (
     Conflict,
     Forbidden,
@@ -291,3 +294,43 @@ def test_api_call_day_changes_exactly_at_utc_midnight(env: Seeded) -> None:
         for d in ("2026-11-23", "2026-11-24")
     ]
     assert got == [1, 2]
+
+
+def test_urgent_class_needs_an_entitlement_by_default() -> None:
+    env = seed(MemoryStore(), FakeClock(), Settings())
+    with pytest.raises(Forbidden, match="urgent_inference") as exc:
+        env.service.submit(who(env, "suwon-admin"), job_spec("urgent_inference"))
+    assert exc.value.field == "job_class"
+    env.service.submit(who(env, "suwon-user"), job_spec("inference"))
+    env.service.submit(who(env, "root"), job_spec("urgent_inference"), "suwon")
+    assert env.service.store.count_jobs() == 2
+
+
+def test_class_entitlements_by_tenant_and_role() -> None:
+    admins_of_suwon = ClassAccess(tenants=frozenset({"suwon"}), roles=frozenset({Role.TENANT_ADMIN}))
+    access = {JobClass.URGENT_INFERENCE: admins_of_suwon}
+    env = seed(MemoryStore(), FakeClock(), Settings(class_access=access))
+    env.service.submit(who(env, "suwon-admin"), job_spec("urgent_inference"))
+    for user in ("suwon-user", "yongin-admin"):
+        with pytest.raises(Forbidden, match="class urgent_inference"):
+            env.service.submit(who(env, user), job_spec("urgent_inference"))
+    assert env.service.store.count_jobs() == 1
+
+
+@pytest.mark.parametrize(
+    ("over", "field"),
+    [({"min_runtime_s": 31_536_000}, "min_runtime_s"), ({"checkpoint_grace_s": 3600}, "checkpoint_grace_s")],
+)
+def test_preemption_exemptions_are_bounded_by_the_class(over: dict[str, int], field: str) -> None:
+    env = seed(MemoryStore(), FakeClock(), Settings(class_access={}))
+    with pytest.raises(InvalidInput, match="class training") as exc:
+        env.service.submit(who(env, "suwon-user"), {**job_spec(), **over})
+    assert exc.value.field == field
+    assert env.service.store.count_jobs() == 0
+
+
+def test_jobs_queued_before_a_class_limit_are_held_to_it(env: Seeded) -> None:
+    rec, _ = env.service.submit(who(env, "suwon-user"), job_spec())
+    rec.spec.update(min_runtime_s=31_536_000, checkpoint_grace_s=3600)
+    job = job_from_record(rec, ClassLimits(max_min_runtime_s=1800, max_checkpoint_grace_s=300))
+    assert (job.min_runtime_s, job.checkpoint_grace_s) == (1800, 300)

@@ -37,7 +37,15 @@ def test_preempted_job_checkpoints_resumes_and_finishes():
     assert r.preemptions == {"priority": 1}
     # urgent: waits for the 60 s checkpoint write, runs 100 s; training resumes at 1160 after a 60 s restore.
     assert r.avg_jct_s == pytest.approx(((1160 - 1000) + (1160 + 60 + 9000)) / 2)
-    assert r.lost_work_gpu_h == pytest.approx(60 / 3600)
+    # the GPU does no work while the checkpoint is written (60 s) nor while it is restored (60 s)
+    assert r.lost_work_gpu_h == pytest.approx((60 + 60) / 3600)
+
+
+def test_jobs_that_never_start_wait_until_the_end_of_the_run():
+    tasks = [task("c", 0, 100), task("a", 1, 10, gpus=2), task("b", 2, 10)]
+    r = simulate(Trace("t", cluster(1), tasks), policy_named("fifo"))
+    assert (r.finished, r.unfinished, r.not_started) == (1, 2, 2)
+    assert r.avg_wait_s_by_tenant == {"suwon": pytest.approx((0 + 99 + 98) / 3)}
 
 
 def test_killed_at_deadline_falls_back_to_periodic_checkpoint():

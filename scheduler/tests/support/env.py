@@ -56,8 +56,9 @@ class Seeded:
 
 
 def seed(store: Store, clock: FakeClock, settings: Settings | None = None) -> Seeded:
-    """A service on ``store`` with the seed tenants and users (see :func:`seed_service`)."""
-    svc = SchedulerService(store, clock, Metrics(), settings)
+    """A service on ``store`` with the seed tenants and users (see :func:`seed_service`), all
+    tenants entitled to every class unless ``settings`` says otherwise."""
+    svc = SchedulerService(store, clock, Metrics(), settings if settings is not None else Settings(class_access={}))
     return Seeded(svc, clock, seed_service(svc))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from gpunas_scheduler.domain.model import (
@@ -73,7 +74,17 @@ def allocation_from_json(d: JsonDict) -> Allocation:
     )
 
 
-def job_from_record(rec: JobRecord) -> Job:
+@dataclass(frozen=True, slots=True)
+class ClassLimits:
+    """Admin-set bounds of a class on what a submitter may exempt from preemption."""
+
+    max_min_runtime_s: float = 1800.0
+    max_checkpoint_grace_s: float = 300.0
+
+
+def job_from_record(rec: JobRecord, limits: ClassLimits) -> Job:
+    """The domain job of ``rec``, its exemptions held to ``limits`` (also for jobs queued before a
+    limit was set or lowered)."""
     spec = rec.spec
     max_rt = spec.get("max_runtime_s")
     return Job(
@@ -85,8 +96,8 @@ def job_from_record(rec: JobRecord) -> Job:
         submitted_at=rec.submitted_at,
         service=spec.get("service"),
         max_runtime_s=None if max_rt is None else float(max_rt),
-        checkpoint_grace_s=float(spec.get("checkpoint_grace_s", 60)),
-        min_runtime_s=float(spec.get("min_runtime_s", 0)),
+        checkpoint_grace_s=min(float(spec.get("checkpoint_grace_s", 60)), limits.max_checkpoint_grace_s),
+        min_runtime_s=min(float(spec.get("min_runtime_s", 0)), limits.max_min_runtime_s),
         state=JobState(rec.state),
         attempts=rec.attempts,
         started_at=rec.started_at,

@@ -19,7 +19,7 @@ from gpunas_scheduler.domain.model import (
     TenantUsage,
 )
 from gpunas_scheduler.service.auth import Authenticator, IssuedToken, Principal, check_name
-from gpunas_scheduler.service.convert import request_from_json, tenant_from_record
+from gpunas_scheduler.service.convert import ClassLimits, request_from_json, tenant_from_record
 from gpunas_scheduler.service.errors import Conflict, Forbidden, InvalidInput, NotFound, QuotaExceeded
 from gpunas_scheduler.service.metrics import Metrics
 from gpunas_scheduler.service.ports import Changeset, Clock, Store
@@ -42,10 +42,31 @@ ACTIVE = (JobState.PENDING, JobState.RUNNING, JobState.PREEMPTING)
 
 
 @dataclass(frozen=True, slots=True)
+class ClassAccess:
+    """Who may submit a class: ``tenants`` (None: every tenant) and, within them, ``roles``
+    (None: every tenant role). Platform admins may submit every class for any tenant."""
+
+    tenants: frozenset[str] | None = None
+    roles: frozenset[Role] | None = None
+
+    def allows(self, tenant: str, role: Role) -> bool:
+        return (self.tenants is None or tenant in self.tenants) and (self.roles is None or role in self.roles)
+
+
+# The class that preempts other tenants' work is closed unless configured (docs/operations.md).
+DEFAULT_CLASS_ACCESS: dict[JobClass, ClassAccess] = {JobClass.URGENT_INFERENCE: ClassAccess(tenants=frozenset())}
+
+
+_DEFAULT_LIMITS = ClassLimits()
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Service tunables (filled from the validated configuration)."""
 
     policy: Policy = field(default_factory=Policy)
+    class_access: dict[JobClass, ClassAccess] = field(default_factory=lambda: dict(DEFAULT_CLASS_ACCESS))
+    class_limits: dict[JobClass, ClassLimits] = field(default_factory=dict)
     heartbeat_timeout_s: float = 30.0
     tenant_cache_ttl_s: float = 5.0
     default_token_ttl_s: float = 30 * 86400.0
@@ -147,12 +168,28 @@ class SchedulerService:
             )
         if spec.get("min_runtime_s", 0) and max_rt is not None and spec["min_runtime_s"] > max_rt:
             raise InvalidInput("min_runtime_s: must not exceed max_runtime_s", field="min_runtime_s")
+        bounds = self.class_limits(job_class)
+        for key, default, bound in (
+            ("min_runtime_s", 0, bounds.max_min_runtime_s),
+            ("checkpoint_grace_s", 60, bounds.max_checkpoint_grace_s),
+        ):
+            if spec.get(key, default) > bound:
+                raise InvalidInput(f"{key}: at most {int(bound)} for class {job_class.name.lower()}", field=key)
         return job_class
+
+    def class_limits(self, job_class: JobClass) -> ClassLimits:
+        return self.settings.class_limits.get(job_class, _DEFAULT_LIMITS)
 
     def submit(self, principal: Principal, spec: JsonDict, tenant: str | None = None) -> tuple[JobRecord, Future[None]]:
         """Validate and queue a job; the returned future resolves when it is durable."""
         owner = self._resolve_tenant(principal, tenant)
         job_class = self._check_spec(spec)
+        access = self.settings.class_access.get(job_class)
+        if access is not None and not principal.is_platform_admin and not access.allows(owner, principal.role):
+            raise Forbidden(
+                f"job_class: {principal.role} of tenant {owner!r} is not entitled to class {job_class.name.lower()}",
+                field="job_class",
+            )
         now = self.clock()
         job_id = new_job_id(now)
         rec = JobRecord(

@@ -124,7 +124,7 @@ class SchedulingLoop:
                     EventRecord(r.id, now, "requeued", {"reason": "node_down", "node": lost_on, "attempt": r.attempts})
                 )
                 recs[r.id] = r
-            job = job_from_record(r)
+            job = job_from_record(r, svc.class_limits(JobClass(r.job_class)))
             if job.state is JobState.PENDING:
                 pending.append(job)
                 versions[r.id] = r.version
@@ -293,7 +293,7 @@ class SchedulingLoop:
         for start in range(0, len(changed), 1000):
             for r in store.jobs_by_id(changed[start : start + 1000], SCHEDULING_SPEC_KEYS):
                 if r.state == JobState.PENDING and r.id not in seen:
-                    job = job_from_record(r)
+                    job = job_from_record(r, self.service.class_limits(JobClass(r.job_class)))
                     job.request = shapes.setdefault(job.request, job.request)
                     current[r.id] = (r.version, job)
         self._pending = current

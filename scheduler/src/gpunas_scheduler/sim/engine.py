@@ -150,6 +150,9 @@ class Simulator:
         elif kind == _EXIT:
             run = self.runs[job_id]
             if run.attempt == attempt and run.job.state is JobState.PREEMPTING:
+                if run.signalled_progress is not None:
+                    # the GPUs did no work while the checkpoint was written
+                    self.totals.lost_gpu_seconds += (run.progress(now) - run.signalled_progress) * run.units
                 run.saved = run.signalled_progress if run.signalled_progress is not None else run.progress(now)
                 self._stop(run, now)
                 self._requeue(run, now)
@@ -297,8 +300,11 @@ class Simulator:
         wait_tenant: dict[str, list[float]] = {}
         wait_class: dict[str, list[float]] = {}
         for r in self.runs.values():
-            wait_tenant.setdefault(r.job.tenant, []).append(r.waited)
-            wait_class.setdefault(r.job.job_class.name.lower(), []).append(r.waited)
+            # a job still waiting at the end has waited until then
+            waited = r.waited + (end - r.pending_since if r.job.state is JobState.PENDING else 0.0)
+            wait_tenant.setdefault(r.job.tenant, []).append(waited)
+            wait_class.setdefault(r.job.job_class.name.lower(), []).append(waited)
+        not_started = sum(1 for r in self.runs.values() if r.job.state is JobState.PENDING and r.job.attempts == 0)
         contended = {t: self.totals.contended.get(t, 0.0) for t in wait_tenant}
         span = max((r.finished_at for r in finished if r.finished_at is not None), default=end) - EPOCH
         return Report(
@@ -307,6 +313,7 @@ class Simulator:
             tasks=len(self.runs),
             finished=len(finished),
             unfinished=len(self.runs) - len(finished),
+            not_started=not_started,
             avg_jct_s=sum(jct) / len(jct) if jct else 0.0,
             p95_jct_s=percentile(jct, 95.0),
             avg_wait_s_by_tenant={k: sum(v) / len(v) for k, v in sorted(wait_tenant.items())},

@@ -33,6 +33,7 @@ class Report:
     tasks: int
     finished: int
     unfinished: int
+    not_started: int
     avg_jct_s: float
     p95_jct_s: float
     avg_wait_s_by_tenant: dict[str, float] = field(default_factory=dict)
@@ -54,6 +55,7 @@ class Report:
 
 ROWS: tuple[tuple[str, str], ...] = (
     ("tasks finished / unfinished", "finished"),
+    ("tasks never started", "not_started"),
     ("avg JCT (h)", "avg_jct_s"),
     ("p95 JCT (h)", "p95_jct_s"),
     ("Jain fairness (share-normalised GPU time while jobs wait)", "jain_fairness"),
