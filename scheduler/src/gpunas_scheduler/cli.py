@@ -5,18 +5,22 @@ from __future__ import annotations
 import gc
 import json
 import os
-import ssl
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import httpx
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from gpunas_scheduler.config import Config, ConfigError, load_config
+from gpunas_scheduler.client import Client, ClientError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from gpunas_scheduler.config import Config
+
+# The user commands talk HTTP only: what serves or stores (SQLAlchemy, FastAPI, pydantic) and the
+# tables of rich are imported inside the commands that use them, so that one call stays quick.
 
 app = typer.Typer(help="GPU job scheduler of the gpunas platform.", no_args_is_help=True)
 admin_app = typer.Typer(help="Local administration on the server host (talks to the database).", no_args_is_help=True)
@@ -28,8 +32,6 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(nodes_app, name="nodes")
 app.add_typer(tenants_app, name="tenants")
 
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML configuration (default /etc/gpunas-scheduler/config.toml)")
@@ -41,11 +43,25 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print raw JSON instead of
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}")
+    typer.echo(typer.style("error:", fg="red") + f" {message}", err=True)
     raise typer.Exit(code)
 
 
+def _table(*columns: str, title: str | None = None) -> Table:
+    from rich.table import Table
+
+    return Table(*columns, title=title)
+
+
+def _show(table: Table) -> None:
+    from rich.console import Console
+
+    Console().print(table)
+
+
 def _config(path: Path | None) -> Config:
+    from gpunas_scheduler.config import ConfigError, load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -63,7 +79,7 @@ def _ts(value: float | None) -> str:
 def check_config(config: ConfigOpt = None) -> None:
     """Validate the configuration and exit (0 when valid)."""
     cfg = _config(config)
-    table = Table("setting", "value", title="configuration is valid")
+    table = _table("setting", "value", title="configuration is valid")
     for key, value in cfg.model_dump().items():
         shown = value
         if key == "database_url":
@@ -71,7 +87,7 @@ def check_config(config: ConfigOpt = None) -> None:
 
             shown = make_url(value).render_as_string(hide_password=True)
         table.add_row(key, str(shown))
-    out.print(table)
+    _show(table)
 
 
 @app.command()
@@ -86,7 +102,7 @@ def migrate(config: ConfigOpt = None) -> None:
     mig.upgrade(engine)
     after = mig.current(engine)
     engine.dispose()
-    out.print(f"schema: {before or 'empty'} -> {after}" if before != after else f"schema already at {after}")
+    typer.echo(f"schema: {before or 'empty'} -> {after}" if before != after else f"schema already at {after}")
 
 
 @app.command()
@@ -197,7 +213,7 @@ def tenant_set(
         upload_bytes_per_month=None if upload_gib_per_month is None else int(upload_gib_per_month * 2**30),
     )
     saved = _local_call(config, lambda svc: svc.upsert_tenant(rec))
-    out.print(f"tenant {saved.name} saved")
+    typer.echo(f"tenant {saved.name} saved")
 
 
 @admin_app.command("user-add")
@@ -215,7 +231,7 @@ def user_add(
     except ValueError:
         _fail(f"role: must be one of {', '.join(x.value for x in Role)}", 2)
     u = _local_call(config, lambda svc: svc.create_user(None, name, r, tenant))
-    out.print(f"user {u.name} ({u.role}{', tenant ' + u.tenant if u.tenant else ''}) created")
+    typer.echo(f"user {u.name} ({u.role}{', tenant ' + u.tenant if u.tenant else ''}) created")
 
 
 @admin_app.command("token-create")
@@ -233,7 +249,7 @@ def token_create(
         fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(issued.token + "\n")
-        out.print(f"token {issued.record.id} for {user} written to {output}, expires {_ts(issued.record.expires_at)}")
+        typer.echo(f"token {issued.record.id} for {user} written to {output}, expires {_ts(issued.record.expires_at)}")
     else:
         sys.stdout.write(issued.token + "\n")
 
@@ -242,48 +258,37 @@ def token_create(
 def token_revoke(token_id: str, config: ConfigOpt = None) -> None:
     """Revoke a token by its id (the 16 hex digits after ``gpn_``)."""
     rec = _local_call(config, lambda svc: svc.revoke_token(None, token_id))
-    out.print(f"token {rec.id} of {rec.user} revoked")
+    typer.echo(f"token {rec.id} of {rec.user} revoked")
 
 
 @admin_app.command("token-list")
 def token_list(config: ConfigOpt = None) -> None:
     """List tokens (ids and dates only)."""
     rows = _local_call(config, lambda svc: svc.store.list_tokens(None))
-    table = Table("id", "user", "created", "expires", "revoked")
+    table = _table("id", "user", "created", "expires", "revoked")
     for t in rows:
         table.add_row(t.id, t.user, _ts(t.created_at), _ts(t.expires_at), _ts(t.revoked_at))
-    out.print(table)
+    _show(table)
 
 
 # ----------------------------------------------------------------- HTTP client
-class Client:
-    def __init__(self, url: str, token: str, ca_file: Path | None) -> None:
-        verify: bool | ssl.SSLContext = ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True
-        self.http = httpx.Client(
-            base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, verify=verify, timeout=30
-        )
+class _Api:
+    """The REST client, its errors turned into one line on stderr and exit status 1."""
 
-    def call(self, method: str, path: str, **kw: Any) -> Any:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def call(self, method: str, path: str, *, json: Any = None, params: list[tuple[str, Any]] | None = None) -> Any:
         try:
-            resp = self.http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
-            _fail(f"cannot reach {self.http.base_url}: {exc}")
-        if resp.status_code >= 400:
-            try:
-                body = resp.json()
-            except ValueError:
-                _fail(f"HTTP {resp.status_code}: {resp.text[:200]}")
-            msg = body.get("error") or body.get("detail") or resp.text
-            if body.get("fields"):
-                msg += "".join(f"\n  {f['field']}: {f['message']}" for f in body["fields"])
-            _fail(f"HTTP {resp.status_code}: {msg}")
-        return resp.json()
+            return self.client.call(method, path, json_body=json, params=params)
+        except ClientError as exc:
+            _fail(str(exc))
 
 
-def _client(url: str, token: str, ca: Path | None) -> Client:
+def _client(url: str, token: str, ca: Path | None) -> _Api:
     if not token:
         _fail("no token: pass --token or set GPUNAS_TOKEN", 2)
-    return Client(url, token, ca)
+    return _Api(Client(url, token, ca))
 
 
 def _print_json(data: Any) -> None:
@@ -302,7 +307,7 @@ def _gpu_text(job: dict[str, Any]) -> str:
 
 
 def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
-    table = Table("id", "tenant", "user", "class", "state", "gpus", "node", "submitted", "attempts")
+    table = _table("id", "tenant", "user", "class", "state", "gpus", "node", "submitted", "attempts")
     for j in jobs:
         table.add_row(
             j["id"],
@@ -322,7 +327,7 @@ def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
 def whoami(url: UrlOpt = "http://127.0.0.1:8080", token: TokenOpt = "", ca_file: CaOpt = None) -> None:
     """Show who the token belongs to."""
     me = _client(url, token, ca_file).call("GET", "/api/v1/whoami")
-    out.print(f"{me['user']} ({me['role']}{', tenant ' + me['tenant'] if me['tenant'] else ''})")
+    typer.echo(f"{me['user']} ({me['role']}{', tenant ' + me['tenant'] if me['tenant'] else ''})")
 
 
 @jobs_app.command("submit")
@@ -384,7 +389,7 @@ def jobs_submit(
     if as_json:
         _print_json(res)
     else:
-        out.print(f"job {res['id']} submitted to tenant {res['tenant']} ({res['state']})")
+        typer.echo(f"job {res['id']} submitted to tenant {res['tenant']} ({res['state']})")
 
 
 @jobs_app.command("list")
@@ -406,7 +411,7 @@ def jobs_list(
     if as_json:
         _print_json(res)
     else:
-        out.print(_jobs_table(res["jobs"]))
+        _show(_jobs_table(res["jobs"]))
 
 
 @jobs_app.command("get")
@@ -422,14 +427,14 @@ def jobs_get(
     if as_json:
         _print_json(j)
         return
-    table = Table("field", "value", title=f"job {j['id']}")
+    table = _table("field", "value", title=f"job {j['id']}")
     for key in ("tenant", "user", "name", "job_class", "state", "attempts", "node", "reason", "checkpoint_ref"):
         table.add_row(key, str(j[key]) if j[key] is not None else "-")
     for key in ("submitted_at", "started_at", "finished_at", "last_checkpoint_at", "preempt_deadline"):
         table.add_row(key, _ts(j[key]))
     table.add_row("image", j["spec"]["image"])
     table.add_row("gpus", _gpu_text(j))
-    out.print(table)
+    _show(table)
 
 
 @jobs_app.command("cancel")
@@ -438,7 +443,7 @@ def jobs_cancel(
 ) -> None:
     """Cancel a job."""
     j = _client(url, token, ca_file).call("POST", f"/api/v1/jobs/{job_id}/cancel")
-    out.print(f"job {j['id']} {j['state']}")
+    typer.echo(f"job {j['id']} {j['state']}")
 
 
 @jobs_app.command("events")
@@ -454,10 +459,10 @@ def jobs_events(
     if as_json:
         _print_json(evs)
         return
-    table = Table("time", "event", "detail", title=f"events of {job_id}")
+    table = _table("time", "event", "detail", title=f"events of {job_id}")
     for e in evs:
         table.add_row(_ts(e["at"]), e["kind"], json.dumps(e["detail"], sort_keys=True))
-    out.print(table)
+    _show(table)
 
 
 @nodes_app.command("list")
@@ -469,7 +474,7 @@ def nodes_list(
     if as_json:
         _print_json(nodes)
         return
-    table = Table("node", "status", "gpus", "allocated", "jobs", "last heartbeat")
+    table = _table("node", "status", "gpus", "allocated", "jobs", "last heartbeat")
     for n in nodes:
         status = "down" if n["down"] else ("drained" if n["drained"] else "up")
         table.add_row(
@@ -480,13 +485,13 @@ def nodes_list(
             str(len(n["jobs"])),
             _ts(n["last_heartbeat"]),
         )
-    out.print(table)
+    _show(table)
 
 
 def _drain(name: str, on: bool, url: str, token: str, ca: Path | None) -> None:
     verb = "drain" if on else "undrain"
     n = _client(url, token, ca).call("POST", f"/api/v1/admin/nodes/{name}/{verb}")
-    out.print(f"node {n['name']} {'drained' if n['drained'] else 'schedulable'}")
+    typer.echo(f"node {n['name']} {'drained' if n['drained'] else 'schedulable'}")
 
 
 @nodes_app.command("drain")
@@ -512,7 +517,7 @@ def tenants_list(
     if as_json:
         _print_json(rows)
         return
-    table = Table("tenant", "weight", "API calls/day", "GPU h/month", "upload bytes/month")
+    table = _table("tenant", "weight", "API calls/day", "GPU h/month", "upload bytes/month")
     for t in rows:
         table.add_row(
             t["name"],
@@ -521,7 +526,7 @@ def tenants_list(
             str(t["gpu_hours_per_month"] or "unlimited"),
             str(t["upload_bytes_per_month"] or "unlimited"),
         )
-    out.print(table)
+    _show(table)
 
 
 @tenants_app.command("usage")
@@ -538,7 +543,7 @@ def tenants_usage(
         _print_json(u)
         return
     t = u["tenant"]
-    table = Table("quota", "used", "limit", "used %", title=f"tenant {name}: {u['day']} / {u['month']}")
+    table = _table("quota", "used", "limit", "used %", title=f"tenant {name}: {u['day']} / {u['month']}")
 
     def row(label: str, used: float, limit: float | None, key: str) -> None:
         ratio = u["ratios"][key]
@@ -552,8 +557,8 @@ def tenants_usage(
     row("API calls today", u["api_calls_today"], t["api_calls_per_day"], "api_calls_per_day")
     row("GPU hours this month", round(u["gpu_hours_month"], 3), t["gpu_hours_per_month"], "gpu_hours_per_month")
     row("upload bytes this month", u["upload_bytes_month"], t["upload_bytes_per_month"], "upload_bytes_per_month")
-    out.print(table)
-    out.print(f"fair-share usage (decayed): {u['decayed_gpu_hours']:.3f} GPU hours")
+    _show(table)
+    typer.echo(f"fair-share usage (decayed): {u['decayed_gpu_hours']:.3f} GPU hours")
 
 
 def main() -> None:

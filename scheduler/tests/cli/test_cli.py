@@ -191,3 +191,32 @@ def test_simulate_runs_the_simulator(tmp_path: Path) -> None:
     code, out = cli("simulate", "--csv", str(trace), "--nodes", "2x8", "--json")
     assert code == 0, out
     assert out.count("\n") >= 3
+
+
+# Run the console script's entry point and report, at exit, the top-level packages it imported.
+_IMPORTS_PROBE = """
+import atexit, sys
+top = lambda: " ".join(sorted({m.split(".")[0] for m in sys.modules}))
+atexit.register(lambda: sys.stderr.write("IMPORTED " + top() + "\\n"))
+sys.argv[0] = "gpunas-scheduler"
+from gpunas_scheduler.cli import main
+main()
+"""
+# pydantic is not in the list: typer 0.29 coerces every parameter through a pydantic TypeAdapter.
+SERVER_STACK = {"sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "prometheus_client", "httpx"}
+
+
+def test_client_commands_do_not_import_the_server_stack(live: Live) -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_PROBE, "jobs", "submit", "--token", live.user, "--url", live.server.url, "x:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "submitted" in res.stdout
+    imported = set(res.stderr.rsplit("IMPORTED ", 1)[1].split())
+    assert imported & SERVER_STACK == set()
