@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import shlex
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,6 +75,24 @@ def _ts(value: float | None) -> str:
     return datetime.fromtimestamp(value, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _check_database_folder(cfg: Config) -> None:
+    """A SQLite file whose folder is missing is one line naming it, not SQLAlchemy's traceback."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(cfg.database_url)
+    if url.get_backend_name() == "sqlite":
+        folder = Path(url.database or "").parent
+        if not folder.is_dir():
+            _fail(f"database directory {folder} does not exist", 2)
+
+
+def _engine(cfg: Config) -> Any:
+    from gpunas_scheduler.store.sql import make_engine
+
+    _check_database_folder(cfg)
+    return make_engine(cfg.database_url)
+
+
 # --------------------------------------------------------------------- server
 @app.command("check-config")
 def check_config(config: ConfigOpt = None) -> None:
@@ -94,10 +113,9 @@ def check_config(config: ConfigOpt = None) -> None:
 def migrate(config: ConfigOpt = None) -> None:
     """Create or upgrade the database schema."""
     from gpunas_scheduler.store import migrate as mig
-    from gpunas_scheduler.store.sql import make_engine
 
     cfg = _config(config)
-    engine = make_engine(cfg.database_url)
+    engine = _engine(cfg)
     before = mig.current(engine)
     mig.upgrade(engine)
     after = mig.current(engine)
@@ -115,11 +133,10 @@ def serve(
 
     from gpunas_scheduler.app import build, configure_logging
     from gpunas_scheduler.store import migrate as mig
-    from gpunas_scheduler.store.sql import make_engine
 
     cfg = _config(config)
     configure_logging(cfg)
-    engine = make_engine(cfg.database_url)
+    engine = _engine(cfg)
     if migrate_first:
         mig.upgrade(engine)
     current, head = mig.current(engine), mig.head()
@@ -174,6 +191,7 @@ def _local_service(config: Path | None) -> Any:
     from gpunas_scheduler.store import migrate as mig
 
     cfg = _config(config)
+    _check_database_folder(cfg)
     server = build(cfg, run_loop=False)
     if mig.current(server.store.engine) != mig.head():
         server.store.close()
@@ -308,6 +326,9 @@ def _gpu_text(job: dict[str, Any]) -> str:
 
 def _jobs_table(jobs: list[dict[str, Any]]) -> Table:
     table = _table("id", "tenant", "user", "class", "state", "gpus", "node", "submitted", "attempts")
+    # Ids are what one copies from this table: never shortened or broken, whatever the width.
+    table.columns[0].no_wrap = True
+    table.columns[0].min_width = max((len(j["id"]) for j in jobs), default=2)
     for j in jobs:
         table.add_row(
             j["id"],
@@ -330,10 +351,12 @@ def whoami(url: UrlOpt = "http://127.0.0.1:8080", token: TokenOpt = "", ca_file:
     typer.echo(f"{me['user']} ({me['role']}{', tenant ' + me['tenant'] if me['tenant'] else ''})")
 
 
-@jobs_app.command("submit")
+@jobs_app.command("submit", context_settings={"allow_interspersed_args": False})
 def jobs_submit(
     image: str,
-    command: Annotated[list[str] | None, typer.Argument(help="Command and arguments")] = None,
+    command: Annotated[
+        list[str] | None, typer.Argument(help="Command and its arguments: everything after IMAGE, flags included")
+    ] = None,
     job_class: Annotated[str, typer.Option("--class", help="urgent_inference, inference, fine_tuning, training")] = (
         "training"
     ),
@@ -354,8 +377,9 @@ def jobs_submit(
     token: TokenOpt = "",
     ca_file: CaOpt = None,
     as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the job's id")] = False,
 ) -> None:
-    """Submit a job."""
+    """Submit a job: options first, then the image, then the command as the container runs it."""
     env_map: dict[str, str] = {}
     for item in env or []:
         key, sep, value = item.partition("=")
@@ -388,6 +412,8 @@ def jobs_submit(
     res = _client(url, token, ca_file).call("POST", "/api/v1/jobs", json=body)
     if as_json:
         _print_json(res)
+    elif quiet:
+        typer.echo(res["id"])
     else:
         typer.echo(f"job {res['id']} submitted to tenant {res['tenant']} ({res['state']})")
 
@@ -433,6 +459,7 @@ def jobs_get(
     for key in ("submitted_at", "started_at", "finished_at", "last_checkpoint_at", "preempt_deadline"):
         table.add_row(key, _ts(j[key]))
     table.add_row("image", j["spec"]["image"])
+    table.add_row("command", shlex.join(j["spec"]["command"]))
     table.add_row("gpus", _gpu_text(j))
     _show(table)
 
@@ -486,6 +513,23 @@ def nodes_list(
             _ts(n["last_heartbeat"]),
         )
     _show(table)
+
+
+@nodes_app.command("register")
+def nodes_register(
+    name: str,
+    spec: Annotated[Path, typer.Argument(help="JSON file: cpu_milli, memory_mib, gpus (see docs/api.md)")],
+    url: UrlOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = "",
+    ca_file: CaOpt = None,
+) -> None:
+    """Register or update a node (as its agent or a platform admin), e.g. to try the scheduler out."""
+    try:
+        body = json.loads(spec.read_text())
+    except (OSError, ValueError) as exc:
+        _fail(f"{spec}: {exc}", 2)
+    n = _client(url, token, ca_file).call("PUT", f"/api/v1/nodes/{name}", json=body)
+    typer.echo(f"node {n['name']} registered with {len(n['gpus'])} GPUs")
 
 
 def _drain(name: str, on: bool, url: str, token: str, ca: Path | None) -> None:

@@ -1,8 +1,8 @@
 """HTTP/JSON client of the REST API for the ``gpunas-scheduler`` user commands.
 
 Built on the standard library's ``urllib.request`` so that a CLI call imports neither the server's
-stack (SQLAlchemy, FastAPI, pydantic) nor an HTTP library that costs more to import than one
-request takes: ``jobs submit`` has to answer in well under 150 ms (``bench/bench_cli.py``).
+stack (SQLAlchemy, FastAPI) nor an HTTP library that costs more to import than one
+request takes (``bench/bench_cli.py`` times a ``jobs submit``; the aim is 150 ms).
 """
 
 from __future__ import annotations

@@ -135,18 +135,20 @@ def test_user_commands_over_http(live: Live) -> None:
     me = ["--token", live.user, *url]
     code, out = cli("whoami", *me)
     assert (code, out.strip()) == (0, "alice (tenant_member, tenant suwon)")
-    code, out = cli("jobs", "submit", "pytorch:1", "python", "train.py", "--gpus", "2", "-e", "EPOCHS=3", *me)
+    # Options go before the image; after it, even "--gpus 8" belongs to the job's command.
+    code, out = cli("jobs", "submit", "--gpus", "2", "-e", "EPOCHS=3", *me, "pytorch:1", "train.py", "--gpus", "8")
     assert code == 0, out
     job_id = out.split()[1]
     code, out = cli("jobs", "list", *me)
     assert code == 0 and job_id[:6] in out
     code, out = cli("jobs", "get", job_id, "--json", *me)
     assert code == 0 and '"EPOCHS": "3"' in out
+    assert '"gpus": 2' in out and '"train.py",\n      "--gpus",\n      "8"' in out
     code, out = cli("jobs", "events", job_id, *me)
     assert code == 0 and "submitted" in out
-    code, out = cli("jobs", "submit", "pytorch:1", "--class", "nope", *me)
+    code, out = cli("jobs", "submit", "--class", "nope", *me, "pytorch:1")
     assert code == 1 and "HTTP 400" in out and "body.job_class" in out
-    code, out = cli("jobs", "submit", "pytorch:1", "-e", "NOEQUALS", *me)
+    code, out = cli("jobs", "submit", "-e", "NOEQUALS", *me, "pytorch:1")
     assert code == 2 and "KEY=VALUE" in out
     code, out = cli("jobs", "cancel", job_id, *me)
     assert code == 0 and "cancelled" in out
