@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from support.env import Spawned, free_port, spawn_server, write_config
-from typer.testing import CliRunner
 
 from gpunas_scheduler.cli import app
 
@@ -204,8 +204,17 @@ sys.argv[0] = "gpunas-scheduler"
 from gpunas_scheduler.cli import main
 main()
 """
-# pydantic is not in the list: typer 0.29 coerces every parameter through a pydantic TypeAdapter.
-SERVER_STACK = {"sqlalchemy", "alembic", "fastapi", "starlette", "uvicorn", "prometheus_client", "httpx"}
+SERVER_STACK = {
+    "sqlalchemy",
+    "alembic",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "prometheus_client",
+    "httpx",
+    "pydantic",
+    "typer",
+}
 
 
 def test_client_commands_do_not_import_the_server_stack(live: Live) -> None:
