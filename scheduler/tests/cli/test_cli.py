@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from support.env import Spawned, free_port, spawn_server, write_config
-from typer.testing import CliRunner
 
 from gpunas_scheduler.app import settings_from
 from gpunas_scheduler.cli import app
@@ -159,18 +159,20 @@ def test_user_commands_over_http(live: Live) -> None:
     me = ["--token", live.user, *url]
     code, out = cli("whoami", *me)
     assert (code, out.strip()) == (0, "alice (tenant_member, tenant suwon)")
-    code, out = cli("jobs", "submit", "pytorch:1", "python", "train.py", "--gpus", "2", "-e", "EPOCHS=3", *me)
+    # Options go before the image; after it, even "--gpus 8" belongs to the job's command.
+    code, out = cli("jobs", "submit", "--gpus", "2", "-e", "EPOCHS=3", *me, "pytorch:1", "train.py", "--gpus", "8")
     assert code == 0, out
     job_id = out.split()[1]
     code, out = cli("jobs", "list", *me)
     assert code == 0 and job_id[:6] in out
     code, out = cli("jobs", "get", job_id, "--json", *me)
     assert code == 0 and '"EPOCHS": "3"' in out
+    assert '"gpus": 2' in out and '"train.py",\n      "--gpus",\n      "8"' in out
     code, out = cli("jobs", "events", job_id, *me)
     assert code == 0 and "submitted" in out
-    code, out = cli("jobs", "submit", "pytorch:1", "--class", "nope", *me)
+    code, out = cli("jobs", "submit", "--class", "nope", *me, "pytorch:1")
     assert code == 1 and "HTTP 400" in out and "body.job_class" in out
-    code, out = cli("jobs", "submit", "pytorch:1", "-e", "NOEQUALS", *me)
+    code, out = cli("jobs", "submit", "-e", "NOEQUALS", *me, "pytorch:1")
     assert code == 2 and "KEY=VALUE" in out
     code, out = cli("jobs", "cancel", job_id, *me)
     assert code == 0 and "cancelled" in out
@@ -215,3 +217,41 @@ def test_simulate_runs_the_simulator(tmp_path: Path) -> None:
     code, out = cli("simulate", "--csv", str(trace), "--nodes", "2x8", "--json")
     assert code == 0, out
     assert out.count("\n") >= 3
+
+
+# Run the console script's entry point and report, at exit, the top-level packages it imported.
+_IMPORTS_PROBE = """
+import atexit, sys
+top = lambda: " ".join(sorted({m.split(".")[0] for m in sys.modules}))
+atexit.register(lambda: sys.stderr.write("IMPORTED " + top() + "\\n"))
+sys.argv[0] = "gpunas-scheduler"
+from gpunas_scheduler.cli import main
+main()
+"""
+SERVER_STACK = {
+    "sqlalchemy",
+    "alembic",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "prometheus_client",
+    "httpx",
+    "pydantic",
+    "typer",
+}
+
+
+def test_client_commands_do_not_import_the_server_stack(live: Live) -> None:
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-c", _IMPORTS_PROBE, "jobs", "submit", "--token", live.user, "--url", live.server.url, "x:1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "submitted" in res.stdout
+    imported = set(res.stderr.rsplit("IMPORTED ", 1)[1].split())
+    assert imported & SERVER_STACK == set()
