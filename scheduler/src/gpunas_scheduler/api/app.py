@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Req
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpunas_scheduler import __version__
 from gpunas_scheduler.api import models as m
@@ -225,6 +226,17 @@ def create_app(
     async def _service_error(_req: Request, exc: ServiceError) -> Response:
         status, body, headers = error_document(exc)
         return Response(body, status_code=status, media_type="application/json", headers=dict(_str(headers)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_req: Request, exc: StarletteHTTPException) -> Response:
+        # Starlette's and FastAPI's own errors (a body that does not parse, a body over the limit
+        # while streaming, an unknown path or method) in this API's documents, not {"detail": ...}.
+        if exc.status_code == 400:
+            body = validation_document([{"loc": ("body",), "msg": exc.detail}])
+        else:
+            field = "body" if exc.status_code == 413 else None
+            body = m.ErrorOut(error=str(exc.detail), field=field).model_dump_json().encode()
+        return Response(body, status_code=exc.status_code, media_type="application/json", headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> Response:

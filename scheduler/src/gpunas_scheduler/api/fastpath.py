@@ -9,7 +9,8 @@ about a third of the time (measurements in docs/operations.md, "Performance").
 It keeps the FastAPI route's behaviour, step for step:
 
 1. only ``application/json`` bodies (optionally with parameters) are taken; any other request
-   to the path, or a body that does not parse as a JSON object, goes on to the FastAPI route
+   to the path, or a body that does not parse as a JSON object (nested too deeply included),
+   goes on to the FastAPI route
    unchanged (the body replayed), so malformed input gets exactly FastAPI's answer;
 2. the body is read with the size limit (413 naming the limit);
 3. the bearer token is authenticated and the call counted against the tenant's API quota,
@@ -152,10 +153,10 @@ class SubmitFastPath:
             return raw
         try:
             data = json.loads(raw) if raw else None
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if not isinstance(data, dict):
-            # Empty, malformed or not an object: FastAPI's own answer (its 400 names the position).
+            # Empty, malformed, nested too deeply or not an object: FastAPI's own answer (a 400).
             return raw
 
         svc = self.service
