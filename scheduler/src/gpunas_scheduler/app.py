@@ -60,6 +60,7 @@ def settings_from(config: Config) -> Settings:
         heartbeat_timeout_s=config.heartbeat_timeout_s,
         default_token_ttl_s=config.default_token_ttl_s,
         token_cache_ttl_s=config.token_cache_ttl_s,
+        tenant_nas_paths={tenant: tuple(paths) for tenant, paths in config.tenant_nas_paths.items()},
     )
 
 

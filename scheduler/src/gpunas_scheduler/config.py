@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.engine import make_url
 
 DEFAULT_PATH = Path("/etc/gpunas-scheduler/config.toml")
@@ -16,6 +25,19 @@ ENV_DATABASE_URL = "GPUNAS_SCHEDULER_DATABASE_URL"
 
 class ConfigError(Exception):
     """Invalid configuration; the message names every bad field."""
+
+
+def _no_parent_segment(path: str) -> str:
+    if ".." in path.split("/"):
+        raise ValueError("must not contain '..'")
+    return path
+
+
+TenantName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+# A NAS share or dataset as job mounts name their ``source`` (relative, e.g. ``tank/suwon``).
+NasPath = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9._-][A-Za-z0-9._/-]{0,255}$"), AfterValidator(_no_parent_segment)
+]
 
 
 class Config(BaseModel):
@@ -39,6 +61,10 @@ class Config(BaseModel):
     token_cache_ttl_s: float = Field(5.0, ge=0, le=300, allow_inf_nan=False)
     default_token_ttl_s: float = Field(30 * 86400.0, ge=60, le=365 * 86400, allow_inf_nan=False)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    tenant_nas_paths: dict[TenantName, list[NasPath]] = Field(
+        default_factory=dict,
+        description="tenant -> NAS paths its jobs may mount (sources at or below one); unnamed tenants mount nothing",
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -12,7 +12,9 @@ import pytest
 from support.env import Spawned, free_port, spawn_server, write_config
 from typer.testing import CliRunner
 
+from gpunas_scheduler.app import settings_from
 from gpunas_scheduler.cli import app
+from gpunas_scheduler.config import Config, load_config
 
 runner = CliRunner()
 
@@ -42,6 +44,9 @@ def test_check_config_accepts_a_valid_file_and_hides_passwords(tmp_path: Path) -
         ("surprise = 1\n", "surprise"),
         ('tls_cert_file = "/nonexistent.pem"\n', "tls_key_file"),
         ("listen_port = [\n", "not valid TOML"),
+        ('[tenant_nas_paths]\nsuwon = ["tank/../etc"]\n', "tenant_nas_paths.suwon.0"),
+        ('[tenant_nas_paths]\nsuwon = ["/etc"]\n', "tenant_nas_paths.suwon.0"),
+        ('[tenant_nas_paths]\n"Bad Tenant" = ["tank"]\n', "tenant_nas_paths"),
     ],
 )
 def test_check_config_names_the_bad_field(tmp_path: Path, content: str, field: str) -> None:
@@ -191,3 +196,13 @@ def test_simulate_runs_the_simulator(tmp_path: Path) -> None:
     code, out = cli("simulate", "--csv", str(trace), "--nodes", "2x8", "--json")
     assert code == 0, out
     assert out.count("\n") >= 3
+
+
+def test_tenant_nas_paths_reach_the_service(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[tenant_nas_paths]\nsuwon = ["tank/suwon", "archive/shared"]\n')
+    code, out = cli("check-config", "--config", str(cfg))
+    assert code == 0, out
+    settings = settings_from(load_config(cfg))
+    assert settings.tenant_nas_paths == {"suwon": ("tank/suwon", "archive/shared")}
+    assert settings_from(Config()).tenant_nas_paths == {}

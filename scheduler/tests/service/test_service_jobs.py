@@ -6,6 +6,7 @@ import pytest
 from support.env import FakeClock, Seeded, job_spec, seed, whole_gpu_node
 
 from gpunas_scheduler.service.auth import Principal
+from gpunas_scheduler.service.core import Settings
 from gpunas_scheduler.service.errors import (
     Conflict,
     Forbidden,
@@ -291,3 +292,48 @@ def test_api_call_day_changes_exactly_at_utc_midnight(env: Seeded) -> None:
         for d in ("2026-11-23", "2026-11-24")
     ]
     assert got == [1, 2]
+
+
+NAS = Settings(tenant_nas_paths={"suwon": ("tank/suwon", "archive/shared")})
+
+
+def _mounted(source: str, target: str = "/data") -> dict[str, object]:
+    return {**job_spec(), "mounts": [{"source": source, "target": target, "read_only": True}]}
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "field"),
+    [
+        ("../../etc/shadow", "/data", "mounts.0.source"),
+        ("tank/suwon/../yongin", "/data", "mounts.0.source"),
+        ("tank/suwon/..", "/data", "mounts.0.source"),
+        ("tank/yongin", "/data", "mounts.0.source"),
+        ("tank/suwonx", "/data", "mounts.0.source"),
+        ("tank", "/data", "mounts.0.source"),
+        ("tank/suwon", "/../../etc", "mounts.0.target"),
+        ("tank/suwon", "/data/..", "mounts.0.target"),
+    ],
+)
+def test_mounts_refuse_traversal_and_foreign_sources(source: str, target: str, field: str) -> None:
+    env = seed(MemoryStore(), FakeClock(), NAS)
+    with pytest.raises(InvalidInput) as exc:
+        env.service.submit(who(env, "suwon-user"), _mounted(source, target))
+    assert exc.value.field == field
+    assert env.service.store.count_jobs() == 0
+
+
+@pytest.mark.parametrize("source", ["tank/suwon", "tank/suwon/datasets/imagenet", "archive/shared/..x"])
+def test_mounts_under_the_tenants_nas_paths_are_taken(source: str) -> None:
+    env = seed(MemoryStore(), FakeClock(), NAS)
+    rec, fut = env.service.submit(who(env, "suwon-user"), _mounted(source))
+    fut.result(timeout=5)
+    assert rec.spec["mounts"][0]["source"] == source
+
+
+def test_a_tenant_without_nas_paths_mounts_nothing() -> None:
+    env = seed(MemoryStore(), FakeClock(), NAS)
+    with pytest.raises(InvalidInput, match="no NAS paths"):
+        env.service.submit(who(env, "yongin-user"), _mounted("tank/suwon"))
+    default = seed(MemoryStore(), FakeClock())
+    with pytest.raises(InvalidInput):
+        default.service.submit(who(default, "suwon-user"), _mounted("tank/suwon"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import secrets
 import threading
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -50,6 +51,9 @@ class Settings:
     tenant_cache_ttl_s: float = 5.0
     default_token_ttl_s: float = 30 * 86400.0
     token_cache_ttl_s: float = 5.0
+    # tenant -> NAS paths its jobs may mount (a source must be one of them or lie below one);
+    # a tenant not named here may mount nothing.
+    tenant_nas_paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +153,31 @@ class SchedulerService:
             raise InvalidInput("min_runtime_s: must not exceed max_runtime_s", field="min_runtime_s")
         return job_class
 
+    def _check_mounts(self, tenant: str, mounts: list[JsonDict]) -> None:
+        """No ``..`` in a source or target, and every source on one of the tenant's NAS paths."""
+        allowed = self.settings.tenant_nas_paths.get(tenant, ())
+        for i, mount in enumerate(mounts):
+            source, target = str(mount["source"]), str(mount["target"])
+            if ".." in target.split("/"):
+                raise InvalidInput(f"mounts.{i}.target: must not contain '..'", field=f"mounts.{i}.target")
+            if ".." in source.split("/"):
+                raise InvalidInput(f"mounts.{i}.source: must not contain '..'", field=f"mounts.{i}.source")
+            if not allowed:
+                raise InvalidInput(
+                    f"mounts.{i}.source: tenant {tenant!r} has no NAS paths to mount", field=f"mounts.{i}.source"
+                )
+            if not any(source == p or source.startswith(p.rstrip("/") + "/") for p in allowed):
+                raise InvalidInput(
+                    f"mounts.{i}.source: not under the NAS paths of tenant {tenant!r}: {', '.join(allowed)}",
+                    field=f"mounts.{i}.source",
+                )
+
     def submit(self, principal: Principal, spec: JsonDict, tenant: str | None = None) -> tuple[JobRecord, Future[None]]:
         """Validate and queue a job; the returned future resolves when it is durable."""
         owner = self._resolve_tenant(principal, tenant)
         job_class = self._check_spec(spec)
+        if spec.get("mounts"):
+            self._check_mounts(owner, spec["mounts"])
         now = self.clock()
         job_id = new_job_id(now)
         rec = JobRecord(
