@@ -57,6 +57,7 @@ def j(**over: object) -> bytes:
 
 
 JSON = {"content-type": "application/json"}
+MOUNT_READ_ONLY_AS_NUMBER = {"source": "a", "target": "/", "read_only": 1}
 
 # (case id, user or raw Authorization value, content-type header or None, body bytes)
 CASES: list[tuple[str, str | None, str | None, bytes]] = [
@@ -98,6 +99,10 @@ CASES: list[tuple[str, str | None, str | None, bytes]] = [
     ("no content type", "suwon-user", None, j()),
     ("text content type", "suwon-user", "text/plain", j()),
     ("too large", "suwon-user", "application/json", j(command=["x" * 4000] * 3)),
+    ("strict gpus as string", "suwon-user", "application/json", j(resources={"gpus": "4"})),
+    ("strict gpus as bool", "suwon-user", "application/json", j(resources={"gpus": True})),
+    ("strict runtime as float", "suwon-user", "application/json", j(max_runtime_s=3600.0)),
+    ("strict bool as number", "suwon-user", "application/json", j(mounts=[MOUNT_READ_ONLY_AS_NUMBER])),
     ("deeply nested", "suwon-user", "application/json", b'{"env":' + b"[" * 3000 + b"]" * 3000 + b"}"),
     ("deeply nested no token", None, "application/json", b"{" + b'"a":{' * 1200 + b"}" * 1201),
 ]
@@ -153,6 +158,8 @@ def test_fast_path_answers_like_the_route(
             "error": "invalid request: body",
             "fields": [{"field": "body", "message": "There was an error parsing the body"}],
         }
+    if case.startswith("strict"):
+        assert fast["status"] == 400 and "fields" in fast["doc"] and fast["jobs stored"] == 0, fast
     if case.startswith("valid"):
         assert fast["status"] == 201 and fast["jobs stored"] == 1
 

@@ -227,6 +227,21 @@ def test_nodes_agent_flow_and_drain(api: Api) -> None:
     assert done.json()["state"] == "succeeded"
 
 
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({**whole_gpu_node(2), "gpus": [{"index": 0, "memory_mib": 1}, {"index": 0, "memory_mib": 2}]}, "body.gpus"),
+        ({**whole_gpu_node(1), "cpu_milli": "128000"}, "body.cpu_milli"),
+        ({**whole_gpu_node(1), "memory_mib": True}, "body.memory_mib"),
+    ],
+)
+def test_node_registration_is_strict(api: Api, payload: dict[str, object], field: str) -> None:
+    r = api.client.put("/api/v1/nodes/node-a", json=payload, headers=api.h("node-a"))
+    assert r.status_code == 400, r.text
+    assert field in [f["field"] for f in r.json()["fields"]]
+    assert api.client.get("/api/v1/nodes/node-a", headers=api.h("root")).status_code == 404
+
+
 def test_metrics_need_platform_admin(api: Api) -> None:
     assert api.client.get("/metrics").status_code == 401
     assert api.client.get("/metrics", headers=api.h("suwon-user")).status_code == 403
