@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import pytest
 from support.env import FakeClock, Seeded, job_spec, seed, whole_gpu_node
 
@@ -17,7 +21,9 @@ from gpunas_scheduler.service.errors import (
 )
 from gpunas_scheduler.service.ports import Changeset
 from gpunas_scheduler.service.records import CounterKind, Role
+from gpunas_scheduler.store import migrate
 from gpunas_scheduler.store.memory import MemoryStore
+from gpunas_scheduler.store.sql import SqlStore
 
 
 @pytest.fixture
@@ -337,3 +343,30 @@ def test_a_tenant_without_nas_paths_mounts_nothing() -> None:
     default = seed(MemoryStore(), FakeClock())
     with pytest.raises(InvalidInput):
         default.service.submit(who(default, "suwon-user"), _mounted("tank/suwon"))
+
+
+def test_concurrent_uploads_never_pass_the_quota(tmp_path: Path) -> None:
+    """30 uploads of a tenth of the quota at once: at most ten are accepted, and the stored total
+    stays within the quota (each read its usage before any of them was counted)."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'uploads.db'}")
+    migrate.upgrade(store.engine)
+    try:
+        env = seed(store, FakeClock())
+        quota = 30 * 2**30  # yongin's monthly upload quota in the seed
+        member = who(env, "yongin-user")
+        barrier = threading.Barrier(30)
+
+        def upload() -> bool:
+            barrier.wait()
+            try:
+                env.service.record_upload(member, "yongin", quota // 10)
+            except QuotaExceeded:
+                return False
+            return True
+
+        with ThreadPoolExecutor(30) as pool:
+            accepted = sum(pool.map(lambda _: upload(), range(30)))
+        assert accepted == 10
+        assert env.service.tenant_usage(member, "yongin").upload_bytes_month == quota
+    finally:
+        store.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support.env import PgCluster
 
-from gpunas_scheduler.service.ports import Changeset, LeadershipLost, Store
+from gpunas_scheduler.service.ports import CeilingExceeded, Changeset, LeadershipLost, Store
 from gpunas_scheduler.service.records import (
     CounterDelta,
     CounterKind,
@@ -116,6 +116,20 @@ def test_version_conflict_drops_update_and_its_events(store: Store) -> None:
     assert after_a is not None and after_a.state == "running" and after_a.version == 2
     assert [e.kind for e in store.job_events(b.id, 10)] == ["submitted", "cancelled"]
     assert [e.kind for e in store.job_events(a.id, 10)] == ["submitted", "started"]
+
+
+def test_a_counter_ceiling_refuses_the_whole_changeset(store: Store) -> None:
+    m = "2026-11"
+    up = CounterKind.UPLOAD_BYTES
+    with pytest.raises(CeilingExceeded):  # a first delta over the ceiling (no row yet)
+        store.commit(Changeset(counters=[CounterDelta("suwon", up, m, 11.0, ceiling=10.0)]))
+    store.commit(Changeset(counters=[CounterDelta("suwon", up, m, 6.0, ceiling=10.0)]))
+    store.commit(Changeset(counters=[CounterDelta("suwon", up, m, 4.0, ceiling=10.0)]))  # reaches it exactly
+    event = TenantEventRecord("suwon", 1.0, "quota_warning", {"q": "upload"})
+    with pytest.raises(CeilingExceeded):
+        store.commit(Changeset(counters=[CounterDelta("suwon", up, m, 1.0, ceiling=10.0)], tenant_events=[event]))
+    assert store.counters("suwon", {up: m}) == {up: 10.0}
+    assert store.tenant_events("suwon", 10) == []
 
 
 def test_upserts_counters_fairshare_and_tenant_events(store: Store) -> None:

@@ -23,7 +23,7 @@ from gpunas_scheduler.service.auth import Authenticator, IssuedToken, Principal,
 from gpunas_scheduler.service.convert import request_from_json, tenant_from_record
 from gpunas_scheduler.service.errors import Conflict, Forbidden, InvalidInput, NotFound, QuotaExceeded
 from gpunas_scheduler.service.metrics import Metrics
-from gpunas_scheduler.service.ports import Changeset, Clock, Store
+from gpunas_scheduler.service.ports import CeilingExceeded, Changeset, Clock, Store
 from gpunas_scheduler.service.quota import ApiCallMeter
 from gpunas_scheduler.service.records import (
     CounterDelta,
@@ -328,10 +328,15 @@ class SchedulerService:
         usage = TenantUsage(tenant=tenant, updated_at=now, month=month, month_upload_bytes=int(used))
         notice = upload_level(tenant_from_record(t), usage, nbytes, now, self.settings.policy.quota_warning_ratio)
         self.metrics.quota_ratio.labels(tenant, "upload_bytes_per_month").set(notice.ratio)
+        refused = QuotaExceeded(f"tenant {tenant!r}: upload of {nbytes} bytes exceeds the monthly upload quota")
         if notice.level is QuotaLevel.EXCEEDED:
             self.metrics.quota_warnings.labels(tenant, "upload_bytes_per_month", "exceeded").inc()
-            raise QuotaExceeded(f"tenant {tenant!r}: upload of {nbytes} bytes exceeds the monthly upload quota")
-        ch = Changeset(counters=[CounterDelta(tenant, CounterKind.UPLOAD_BYTES, month, float(nbytes))])
+            raise refused
+        # The usage read above may be stale by now (concurrent uploads): the store counts the
+        # upload only if the total stays within the quota, in the same step.
+        limit = t.upload_bytes_per_month
+        delta = CounterDelta(tenant, CounterKind.UPLOAD_BYTES, month, float(nbytes), ceiling=limit)
+        ch = Changeset(counters=[delta])
         if notice.level is QuotaLevel.WARNING:
             self.metrics.quota_warnings.labels(tenant, "upload_bytes_per_month", "warning").inc()
             ch.tenant_events.append(
@@ -339,7 +344,11 @@ class SchedulerService:
                     tenant, now, "quota_warning", {"quota": "upload_bytes_per_month", "ratio": round(notice.ratio, 4)}
                 )
             )
-        self.store.commit(ch)
+        try:
+            self.store.commit(ch)
+        except CeilingExceeded as exc:
+            self.metrics.quota_warnings.labels(tenant, "upload_bytes_per_month", "exceeded").inc()
+            raise refused from exc
         return notice.ratio
 
     # --------------------------------------------------------- users/tokens

@@ -35,6 +35,10 @@ class LeadershipLost(Exception):
     """A commit carried a leadership term that is over: another server leads now."""
 
 
+class CeilingExceeded(Exception):
+    """A counter delta would pass its ceiling; nothing of the changeset was written."""
+
+
 @dataclass(slots=True)
 class Changeset:
     """Writes applied in one transaction.

@@ -126,3 +126,6 @@ class CounterDelta:
     kind: CounterKind
     period: str
     delta: float
+    # Added only if the counter stays at or below this; otherwise the store refuses the whole
+    # changeset (check and count in one step, so concurrent requests cannot pass a quota).
+    ceiling: float | None = None

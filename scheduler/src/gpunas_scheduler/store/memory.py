@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 
-from gpunas_scheduler.service.ports import Changeset, LeadershipLost
+from gpunas_scheduler.service.ports import CeilingExceeded, Changeset, LeadershipLost
 from gpunas_scheduler.service.records import (
     CounterKind,
     EventRecord,
@@ -67,6 +67,10 @@ class MemoryStore:
             for job, expected in ch.jobs:
                 if expected == 0 and job.id in self._jobs:
                     raise KeyError(f"duplicate job id {job.id}")
+            for c in ch.counters:
+                key = (c.tenant, str(c.kind), c.period)
+                if c.ceiling is not None and self._counters.get(key, 0.0) + c.delta > c.ceiling:
+                    raise CeilingExceeded(f"{c.kind} of {c.tenant} for {c.period} would pass {c.ceiling}")
             conflicts = {
                 job.id
                 for job, expected in ch.jobs

@@ -26,8 +26,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from gpunas_scheduler.osthread import name_os_thread
-from gpunas_scheduler.service.ports import Changeset, LeadershipLost
+from gpunas_scheduler.service.ports import CeilingExceeded, Changeset, LeadershipLost
 from gpunas_scheduler.service.records import (
+    CounterDelta,
     CounterKind,
     EventRecord,
     FairshareRecord,
@@ -314,6 +315,24 @@ class SqlStore:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
+    def _add_within_ceiling(self, conn: Connection, c: CounterDelta, ceiling: float) -> None:
+        """One conditional upsert: the row lock it takes makes check and count atomic, also
+        between servers sharing a PostgreSQL database."""
+        refused = CeilingExceeded(f"{c.kind} of {c.tenant} for {c.period} would pass {ceiling}")
+        if c.delta > ceiling:
+            raise refused
+        value = t.usage_counters.c.value
+        stmt = self._insert_for(t.usage_counters).values(
+            tenant=c.tenant, kind=str(c.kind), period=c.period, value=c.delta
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant", "kind", "period"],
+            set_={"value": value + stmt.excluded.value},
+            where=value + stmt.excluded.value <= ceiling,
+        ).returning(value)
+        if conn.execute(stmt).first() is None:
+            raise refused
+
     def _upsert(self, conn: Connection, table: Any, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
         if not rows:
             return
@@ -328,6 +347,9 @@ class SqlStore:
             fenced = update(term).where(term.c.id == 1, term.c.term == ch.term).values(term=ch.term)
             if conn.execute(fenced).rowcount != 1:
                 raise LeadershipLost(f"leadership term {ch.term} is over")
+        for c in ch.counters:
+            if c.ceiling is not None:
+                self._add_within_ceiling(conn, c, c.ceiling)
         self._upsert(
             conn,
             t.tenants,
@@ -412,9 +434,13 @@ class SqlStore:
             )
             merged: dict[tuple[str, str, str], float] = {}
             for c in ch.counters:
+                if c.ceiling is not None:
+                    continue
                 key = (c.tenant, str(c.kind), c.period)
                 merged[key] = merged.get(key, 0.0) + c.delta
-            conn.execute(stmt, [{"tenant": k[0], "kind": k[1], "period": k[2], "value": v} for k, v in merged.items()])
+            if merged:
+                rows = [{"tenant": k[0], "kind": k[1], "period": k[2], "value": v} for k, v in merged.items()]
+                conn.execute(stmt, rows)
         self._upsert(
             conn,
             t.fairshare_usage,
