@@ -227,6 +227,31 @@ def test_nodes_agent_flow_and_drain(api: Api) -> None:
     assert done.json()["state"] == "succeeded"
 
 
+def _node(answer: object) -> dict[str, object]:
+    assert isinstance(answer, (list, dict))
+    return answer[0] if isinstance(answer, list) else answer
+
+
+def test_job_ids_of_other_tenants_cannot_be_seen_or_probed(api: Api) -> None:
+    c = api.client
+    assert c.put("/api/v1/nodes/node-a", json=whole_gpu_node(2), headers=api.h("node-a")).status_code == 200
+    mine = c.post("/api/v1/jobs", json=body(), headers=api.h("suwon-user")).json()["id"]
+    theirs = c.post("/api/v1/jobs", json=body(), headers=api.h("yongin-user")).json()["id"]
+    api.server.loop.run_once()
+    for path in ("/api/v1/nodes", "/api/v1/nodes/node-a"):
+        member = _node(c.get(path, headers=api.h("suwon-user")).json())
+        assert member["jobs"] == [mine] and member["allocated_gpu_units"] == 2.0
+        for who in ("root", "node-a"):
+            assert sorted(_node(c.get(path, headers=api.h(who)).json())["jobs"]) == sorted([mine, theirs])  # type: ignore[type-var]
+    unknown = "0" * 22
+    for who in ("node-b", "suwon-user"):
+        answers = []
+        for jid in (theirs, unknown):
+            r = c.post(f"/api/v1/jobs/{jid}/report", json={"status": "started"}, headers=api.h(who))
+            answers.append((r.status_code, r.json()["field"], r.json()["error"].replace(jid, "<id>")))
+        assert answers[0] == answers[1] and answers[0][0] == 404, (who, answers)
+
+
 @pytest.mark.parametrize(
     ("payload", "field"),
     [

@@ -185,7 +185,8 @@ def usage_out(u: TenantUsageReport) -> m.UsageOut:
     )
 
 
-def node_out(n: NodeRecord, jobs: list[JobRecord]) -> m.NodeOut:
+def node_out(n: NodeRecord, jobs: list[JobRecord], shown: Callable[[JobRecord], bool]) -> m.NodeOut:
+    """The node with its allocated units from all its jobs, but only the ids of jobs ``shown``."""
     units = 0.0
     for j in jobs:
         if j.allocation is not None:
@@ -200,7 +201,7 @@ def node_out(n: NodeRecord, jobs: list[JobRecord]) -> m.NodeOut:
         memory_mib=int(n.spec.get("memory_mib", 0)),
         gpus=list(n.spec.get("gpus", [])),
         allocated_gpu_units=units,
-        jobs=[j.id for j in jobs],
+        jobs=[j.id for j in jobs if shown(j)],
     )
 
 
@@ -375,22 +376,23 @@ def create_app(
         for j in svc.store.active_jobs([str(JobState.RUNNING), str(JobState.PREEMPTING)]):
             if j.node is not None:
                 by_node.setdefault(j.node, []).append(j)
-        return [node_out(n, by_node.get(n.name, [])) for n in svc.list_nodes(p)]
+        shown = functools.partial(svc.may_see, p)
+        return [node_out(n, by_node.get(n.name, []), shown) for n in svc.list_nodes(p)]
 
     @api.get("/nodes/{name}", response_model=m.NodeOut, tags=["nodes"])
     def get_node(name: NamePath, p: Auth) -> m.NodeOut:
         n = svc.get_node(p, name)
-        return node_out(n, svc.node_jobs(name))
+        return node_out(n, svc.node_jobs(name), functools.partial(svc.may_see, p))
 
     @api.put("/nodes/{name}", response_model=m.NodeOut, tags=["agent"])
     def register_node(name: NamePath, body: m.NodeIn, p: Auth) -> m.NodeOut:
         n = svc.register_node(p, name, body.model_dump())
-        return node_out(n, svc.node_jobs(name))
+        return node_out(n, svc.node_jobs(name), functools.partial(svc.may_see, p))
 
     @api.post("/nodes/{name}/heartbeat", response_model=m.NodeOut, tags=["agent"])
     def heartbeat(name: NamePath, body: m.HeartbeatIn, p: Auth) -> m.NodeOut:
         n = svc.heartbeat(p, name, {int(k): v for k, v in body.utilization.items()})
-        return node_out(n, svc.node_jobs(name))
+        return node_out(n, svc.node_jobs(name), functools.partial(svc.may_see, p))
 
     @api.get("/nodes/{name}/assignments", response_model=list[m.Assignment], tags=["agent"])
     def assignments(name: NamePath, p: Auth) -> list[m.Assignment]:
@@ -409,11 +411,11 @@ def create_app(
 
     @api.post("/admin/nodes/{name}/drain", response_model=m.NodeOut, tags=["admin"])
     def drain(name: NamePath, p: Auth) -> m.NodeOut:
-        return node_out(svc.set_drained(p, name, True), svc.node_jobs(name))
+        return node_out(svc.set_drained(p, name, True), svc.node_jobs(name), functools.partial(svc.may_see, p))
 
     @api.post("/admin/nodes/{name}/undrain", response_model=m.NodeOut, tags=["admin"])
     def undrain(name: NamePath, p: Auth) -> m.NodeOut:
-        return node_out(svc.set_drained(p, name, False), svc.node_jobs(name))
+        return node_out(svc.set_drained(p, name, False), svc.node_jobs(name), functools.partial(svc.may_see, p))
 
     app.include_router(api)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)

@@ -200,12 +200,13 @@ class SchedulerService:
 
     def _visible_job(self, principal: Principal, job_id: str) -> JobRecord:
         rec = self.store.get_job(job_id)
-        if rec is None or not self._may_see(principal, rec):
+        if rec is None or not self.may_see(principal, rec):
             raise NotFound(f"job {job_id!r} not found", field="job_id")
         return rec
 
     @staticmethod
-    def _may_see(principal: Principal, rec: JobRecord) -> bool:
+    def may_see(principal: Principal, rec: JobRecord) -> bool:
+        """Whether the job (its id included) is visible to ``principal``."""
         if principal.is_platform_admin:
             return True
         if principal.role is Role.AGENT:
@@ -489,8 +490,8 @@ class SchedulerService:
         message: str | None = None,
     ) -> JobRecord:
         """Agent report: ``started``, ``checkpointed``, ``succeeded`` or ``failed``."""
-        rec = self.store.get_job(job_id)
-        if rec is None or rec.node is None:
+        rec = self._visible_job(principal, job_id)  # a foreign job answers like an unknown one
+        if rec.node is None:
             raise NotFound(f"job {job_id!r} is not placed on any node", field="job_id")
         self._check_node_actor(principal, rec.node)
         state = JobState(rec.state)
