@@ -370,3 +370,26 @@ def test_concurrent_uploads_never_pass_the_quota(tmp_path: Path) -> None:
         assert env.service.tenant_usage(member, "yongin").upload_bytes_month == quota
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_a_token_minted_by_a_token_is_bounded_by_it_and_revoked_with_it(backend: str, tmp_path: Path) -> None:
+    store = MemoryStore() if backend == "memory" else SqlStore(f"sqlite:///{tmp_path / 'tokens.db'}")
+    if isinstance(store, SqlStore):
+        migrate.upgrade(store.engine)
+    env = seed(store, FakeClock())
+    svc = env.service
+    parent = svc.issue_token(None, "suwon-user", 3600)
+    child = svc.issue_token(svc.admit(parent.token), "suwon-user", 86400)
+    grandchild = svc.issue_token(svc.admit(child.token), "suwon-user", 7200)
+    other = svc.issue_token(None, "suwon-user", 3600)
+    assert child.record.expires_at == grandchild.record.expires_at == parent.record.expires_at
+    stored = svc.store.get_token(grandchild.record.id)
+    assert stored is not None and stored.parent == child.record.id
+    svc.revoke_token(svc.admit(other.token), parent.record.id)
+    for t in (parent, child, grandchild):
+        with pytest.raises(Unauthenticated, match="revoked"):
+            svc.admit(t.token)
+    assert svc.admit(other.token).user == "suwon-user"
+    if isinstance(store, SqlStore):
+        store.close()

@@ -393,7 +393,8 @@ class SchedulerService:
             or (target.tenant is not None and principal.can_admin_tenant(target.tenant))
         ):
             raise Forbidden("not allowed to issue tokens for this user")
-        return self.auth.issue(user, ttl_s if ttl_s is not None else self.settings.default_token_ttl_s)
+        ttl = ttl_s if ttl_s is not None else self.settings.default_token_ttl_s
+        return self.auth.issue(user, ttl, parent=None if principal is None else principal.token_id)
 
     def revoke_token(self, principal: Principal | None, token_id: str) -> TokenRecord:
         rec = self.store.get_token(token_id)

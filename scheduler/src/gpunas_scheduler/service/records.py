@@ -56,6 +56,9 @@ class TokenRecord:
     expires_at: float
     created_at: float
     revoked_at: float | None = None
+    # The token that minted this one (None when issued locally): it bounds this one's lifetime
+    # and revoking it revokes this one.
+    parent: str | None = None
 
 
 @dataclass(slots=True)

@@ -50,6 +50,8 @@ tokens = Table(
     Column("expires_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    Column("parent", String(32), nullable=True),
+    Index("ix_tokens_parent", "parent"),
 )
 
 jobs = Table(

@@ -383,6 +383,7 @@ class SqlStore:
                     "expires_at": x.expires_at,
                     "created_at": x.created_at,
                     "revoked_at": x.revoked_at,
+                    "parent": x.parent,
                 }
                 for x in ch.tokens
             ],
@@ -570,6 +571,7 @@ class SqlStore:
             expires_at=r.expires_at,
             created_at=r.created_at,
             revoked_at=r.revoked_at,
+            parent=r.parent,
         )
 
     def get_token(self, token_id: str) -> TokenRecord | None:
