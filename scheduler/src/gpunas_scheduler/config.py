@@ -53,6 +53,9 @@ class Config(BaseModel):
     tls_key_file: Path | None = None
     schedule_interval_s: float = Field(1.0, ge=0.05, le=60, allow_inf_nan=False)
     heartbeat_timeout_s: float = Field(30.0, ge=1, le=3600, allow_inf_nan=False)
+    leader_lease_s: float = Field(
+        15.0, ge=1, le=600, allow_inf_nan=False, description="a leader that stops renewing loses leadership after this"
+    )
     fairshare_half_life_s: float = Field(7 * 86400.0, ge=60, le=365 * 86400, allow_inf_nan=False)
     training_max_runtime_s: float = Field(24 * 3600.0, ge=60, le=365 * 86400, allow_inf_nan=False)
     quota_warning_ratio: float = Field(0.8, gt=0, lt=1, allow_inf_nan=False)
@@ -84,6 +87,12 @@ class Config(BaseModel):
         else:
             raise ValueError(f"unsupported backend {backend!r}; use sqlite or postgresql+psycopg")
         return v
+
+    @model_validator(mode="after")
+    def _lease(self) -> Config:
+        if self.leader_lease_s < 3 * self.schedule_interval_s:
+            raise ValueError("leader_lease_s must be at least 3 x schedule_interval_s (renewed every pass)")
+        return self
 
     @model_validator(mode="after")
     def _tls(self) -> Config:

@@ -77,8 +77,8 @@ def test_migrate_is_idempotent_and_admin_commands(tmp_path: Path) -> None:
     assert code == 1 and "cannot reach" in out
     code, out = cli("admin", "tenant-set", "suwon", "--config", str(cfg))
     assert code == 3 and "migrate" in out
-    assert cli("migrate", "--config", str(cfg)) == (0, "schema: empty -> 0003\n")
-    assert cli("migrate", "--config", str(cfg)) == (0, "schema already at 0003\n")
+    assert cli("migrate", "--config", str(cfg)) == (0, "schema: empty -> 0004\n")
+    assert cli("migrate", "--config", str(cfg)) == (0, "schema already at 0004\n")
     code, out = cli("admin", "tenant-set", "suwon", "--config", str(cfg), "--gpu-hours-per-month", "100")
     assert code == 0 and "tenant suwon saved" in out
     code, out = cli("admin", "user-add", "alice", "--role", "tenant_member", "--tenant", "suwon", "--config", str(cfg))

@@ -248,3 +248,15 @@ def test_a_new_leadership_term_fences_commits_of_the_old_one(store: Store) -> No
     store.commit(Changeset(tenants=[TenantRecord("yongin", 1.0, None, None, None, 5.0)], term=new))
     store.commit(Changeset(tenants=[TenantRecord("yongin", 2.0, None, None, None, 5.0)]))  # API writes: no term
     assert [t.name for t in store.list_tenants()] == ["suwon", "yongin"]
+
+
+def test_a_leader_lease_expires_so_a_hung_leader_does_not_block_fail_over(store: Store) -> None:
+    assert store.acquire_lease("a", 100.0, 10.0)
+    assert store.acquire_lease("a", 105.0, 10.0)  # renewed: runs to 115
+    assert not store.acquire_lease("b", 114.0, 10.0)
+    assert store.acquire_lease("b", 115.5, 10.0)  # a hung (SIGSTOP, session open) past its lease
+    assert not store.acquire_lease("a", 116.0, 10.0)  # a wakes up: the lease is b's
+    store.release_lease("a")  # not a's to release
+    assert not store.acquire_lease("a", 116.0, 10.0)
+    store.release_lease("b")
+    assert store.acquire_lease("a", 117.0, 10.0)

@@ -143,6 +143,13 @@ class Store(Protocol):
 
         Waits for a fenced commit in progress, so that the new leader reads its writes."""
 
+    def acquire_lease(self, holder: str, now: float, lease_s: float) -> bool:
+        """Take or renew the leader lease until ``now + lease_s``, in one conditional update: only
+        if it is free, expired or already ``holder``'s. False while another holder's is valid."""
+
+    def release_lease(self, holder: str) -> None:
+        """Give the lease up if ``holder`` has it."""
+
     def count_jobs(self) -> int: ...
 
     def ping(self) -> None:
@@ -152,7 +159,8 @@ class Store(Protocol):
 
 
 class LeaderLock(Protocol):
-    """Makes sure at most one server runs scheduling passes at a time."""
+    """Makes sure at most one server runs scheduling passes at a time (with the term fencing
+    the commits of a leader that lost the lock mid-pass)."""
 
     def try_acquire(self) -> bool:
         """Return True while this process holds the lock (acquiring it if free)."""

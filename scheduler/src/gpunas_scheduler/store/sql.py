@@ -20,10 +20,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from gpunas_scheduler.osthread import name_os_thread
 from gpunas_scheduler.service.ports import CeilingExceeded, Changeset, LeadershipLost
@@ -79,10 +78,6 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
     raise ValueError(f"database_url: unsupported backend {parsed.get_backend_name()!r} (sqlite or postgresql)")
-
-
-def make_lock_engine(url: str) -> Engine:
-    return create_engine(url, poolclass=NullPool)
 
 
 def _dumps(value: Any) -> str:
@@ -633,6 +628,21 @@ class SqlStore:
         with self.engine.begin() as conn:
             conn.execute(update(term).where(term.c.id == 1).values(term=term.c.term + 1))
             return int(conn.execute(select(term.c.term).where(term.c.id == 1)).scalar_one())
+
+    def acquire_lease(self, holder: str, now: float, lease_s: float) -> bool:
+        term = t.leader_term
+        free = or_(term.c.holder.is_(None), term.c.holder == holder, term.c.lease_until < now)
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                update(term).where(term.c.id == 1, free).values(holder=holder, lease_until=now + lease_s)
+            )
+            return taken.rowcount == 1
+
+    def release_lease(self, holder: str) -> None:
+        term = t.leader_term
+        with self.engine.begin() as conn:
+            mine = update(term).where(term.c.id == 1, term.c.holder == holder)
+            conn.execute(mine.values(holder=None, lease_until=None))
 
     def count_jobs(self) -> int:
         with self.engine.connect() as conn:
