@@ -28,9 +28,14 @@ class LeaseLeaderLock:
         self.clock = clock
         self.holder = holder
         self.lease_s = lease_s
+        self._held = False
 
     def try_acquire(self) -> bool:
-        return self.store.acquire_lease(self.holder, self.clock(), self.lease_s)
+        self._held = self.store.acquire_lease(self.holder, self.clock(), self.lease_s)
+        return self._held
 
     def release(self) -> None:
-        self.store.release_lease(self.holder)
+        """Hand the lease on at once (at shutdown) rather than letting it run out."""
+        if self._held:
+            self.store.release_lease(self.holder)
+            self._held = False
