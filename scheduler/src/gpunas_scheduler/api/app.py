@@ -18,7 +18,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from gpunas_scheduler import __version__
 from gpunas_scheduler.api import models as m
 from gpunas_scheduler.api.fastpath import (
+    RETRY_AFTER_S,
     SUBMIT_PATH,
+    UNAVAILABLE_DOCUMENT,
     SubmitFastPath,
     answer_too_large,
     bearer_token,
@@ -30,6 +32,7 @@ from gpunas_scheduler.domain.model import JobClass, JobState
 from gpunas_scheduler.service.auth import Principal
 from gpunas_scheduler.service.core import SchedulerService, TenantUsageReport
 from gpunas_scheduler.service.errors import Forbidden, ServiceError
+from gpunas_scheduler.service.ports import StoreUnavailable
 from gpunas_scheduler.service.records import JobRecord, NodeRecord, Role, TenantRecord, TokenRecord, UserRecord
 
 BEARER_SCHEME = {"type": "http", "scheme": "bearer", "description": "API token: gpn_<id>_<secret>"}
@@ -42,6 +45,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": m.ErrorOut, "description": "Conflicting state"},
     413: {"model": m.ErrorOut, "description": "Request body too large"},
     429: {"model": m.ErrorOut, "description": "Tenant quota exhausted"},
+    503: {"model": m.ErrorOut, "description": "Database unavailable; retry after Retry-After seconds"},
 }
 
 ReadyCheck = Callable[[], dict[str, Any]]
@@ -227,6 +231,15 @@ def create_app(
     async def _service_error(_req: Request, exc: ServiceError) -> Response:
         status, body, headers = error_document(exc)
         return Response(body, status_code=status, media_type="application/json", headers=dict(_str(headers)))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(_req: Request, _exc: StoreUnavailable) -> Response:
+        return Response(
+            UNAVAILABLE_DOCUMENT,
+            status_code=503,
+            media_type="application/json",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_req: Request, exc: StarletteHTTPException) -> Response:

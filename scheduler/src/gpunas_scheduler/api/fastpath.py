@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from gpunas_scheduler.api import models as m
 from gpunas_scheduler.service.core import SchedulerService
 from gpunas_scheduler.service.errors import ServiceError
+from gpunas_scheduler.service.ports import StoreUnavailable
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,6 +47,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 SUBMIT_PATH = "/api/v1/jobs"
 _JSON = (b"content-type", b"application/json")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
+
+
+# A database outage: 503, and when to try again.
+RETRY_AFTER_S = 5
+UNAVAILABLE_DOCUMENT = m.ErrorOut(error="database unavailable, retry later").model_dump_json().encode()
 
 
 def bearer_token(value: str | None) -> str | None:
@@ -110,6 +116,9 @@ class SubmitFastPath:
             return
         try:
             replay = await self._submit(scope, receive, send)
+        except StoreUnavailable:
+            await _answer(send, 503, UNAVAILABLE_DOCUMENT, [(b"retry-after", str(RETRY_AFTER_S).encode())])
+            return
         except Exception:
             # What Starlette's error middleware does: a plain 500, then re-raise for the server
             # to log. (Nothing is sent if the answer had already started.)

@@ -35,6 +35,10 @@ class LeadershipLost(Exception):
     """A commit carried a leadership term that is over: another server leads now."""
 
 
+class StoreUnavailable(Exception):
+    """The database cannot be reached or cannot answer now (an outage); the request may be retried."""
+
+
 class CeilingExceeded(Exception):
     """A counter delta would pass its ceiling; nothing of the changeset was written."""
 

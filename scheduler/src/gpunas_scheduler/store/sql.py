@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 from gpunas_scheduler.osthread import name_os_thread
-from gpunas_scheduler.service.ports import CeilingExceeded, Changeset, LeadershipLost
+from gpunas_scheduler.service.ports import CeilingExceeded, Changeset, LeadershipLost, StoreUnavailable
 from gpunas_scheduler.service.records import (
     CounterDelta,
     CounterKind,
@@ -181,6 +181,11 @@ class SqlStore:
     def __init__(self, url: str, *, batch_max: int = 1024, gather_s: float = 0.002) -> None:
         self.engine = make_engine(url)
         self._dialect = self.engine.dialect.name
+        dbapi = self.engine.dialect.loaded_dbapi
+        # What a database outage raises: DB-API OperationalError (cannot connect, connection lost,
+        # disk I/O error, locked) and InterfaceError (a connection already closed).
+        self._outage: tuple[type[BaseException], ...] = (dbapi.OperationalError, dbapi.InterfaceError)
+        event.listen(self.engine, "handle_error", self._raise_unavailable)
         self._batch_max = batch_max
         self._gather_s = gather_s
         self._sql_jobs: str | None = None
@@ -262,6 +267,21 @@ class SqlStore:
         finally:
             conn.close()
 
+    def _unavailable(self, exc: BaseException) -> BaseException:
+        """``exc`` as :class:`StoreUnavailable` if it is an outage, else unchanged. sqlite3 raises
+        OperationalError for a missing table or bad SQL too (SQLITE_ERROR): that is no outage."""
+        if isinstance(exc, self._outage) and getattr(exc, "sqlite_errorname", None) != "SQLITE_ERROR":
+            unavailable = StoreUnavailable(f"database unavailable: {exc}")
+            unavailable.__cause__ = exc
+            return unavailable
+        return exc
+
+    def _raise_unavailable(self, context: Any) -> None:
+        # SQLAlchemy's handle_error hook: raising here replaces the error it would raise.
+        unavailable = self._unavailable(context.original_exception)
+        if isinstance(unavailable, StoreUnavailable):
+            raise unavailable
+
     def _insert_sql(self, table: Any, columns: list[str]) -> str:
         mark = "?" if self._dialect == "sqlite" else "%s"
         quoted = ", ".join(self.engine.dialect.identifier_preparer.quote(c) for c in columns)
@@ -290,8 +310,9 @@ class SqlStore:
             log.exception("group commit of %d jobs failed", len(items))
             with contextlib.suppress(Exception):
                 raw.rollback()
+            failure = self._unavailable(exc)
             for i in items:
-                i.future.set_exception(exc)
+                i.future.set_exception(failure)
             return
         for i in items:
             i.future.set_result(None)
