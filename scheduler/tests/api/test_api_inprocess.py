@@ -84,6 +84,7 @@ def test_every_api_route_requires_a_token(api: Api) -> None:
         for method in ("get", "post", "put"):
             r = api.client.request(method, path, json={})
             assert r.status_code in (401, 405), (method, path, r.status_code)
+            assert set(r.json()) == {"error", "field"}, (method, path, r.text)  # ErrorOut, not {"detail": ...}
             if r.status_code == 401:
                 assert r.headers["www-authenticate"] == "Bearer"
     bad = api.client.get("/api/v1/whoami", headers={"Authorization": "Bearer gpn_0000000000000000_" + "a" * 43})

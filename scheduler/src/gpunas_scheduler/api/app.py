@@ -38,7 +38,10 @@ from gpunas_scheduler.service.records import JobRecord, NodeRecord, Role, Tenant
 BEARER_SCHEME = {"type": "http", "scheme": "bearer", "description": "API token: gpn_<id>_<secret>"}
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": m.ValidationErrorOut, "description": "Invalid request; names the offending field"},
+    400: {
+        "model": m.ValidationErrorOut | m.ErrorOut,
+        "description": "Invalid request: schema validation lists every bad field, a rule across fields names one",
+    },
     401: {"model": m.ErrorOut, "description": "Missing, unknown, expired or revoked token"},
     403: {"model": m.ErrorOut, "description": "Authenticated but not allowed"},
     404: {"model": m.ErrorOut, "description": "Not found (or not visible to this tenant)"},
