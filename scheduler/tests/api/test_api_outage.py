@@ -4,7 +4,7 @@ routes and on the submit fast path alike."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import psycopg
@@ -24,7 +24,8 @@ _databases = itertools.count()
 class Outage:
     server: Server
     tokens: dict[str, str]
-    cut: object
+    cut: Callable[[], None]
+    restore: Callable[[], None]
 
 
 @pytest.fixture
@@ -35,16 +36,22 @@ def outage(pg_cluster: PgCluster) -> Iterator[Outage]:
     migrate.upgrade(server.store.engine)
     tokens = seed_service(server.service)
 
-    def cut() -> None:
-        """The database stops taking connections and its open sessions end."""
+    def admin(*statements: str) -> None:
         with psycopg.connect(
             host=pg_cluster.socket_dir, port=pg_cluster.port, user="postgres", dbname="postgres", autocommit=True
         ) as conn:
-            conn.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (db,))
+            for sql in statements:
+                conn.execute(sql.replace("{db}", db))  # db is ours: outage_<n>
+
+    def cut() -> None:
+        """The database stops taking connections and its open sessions end."""
+        admin(
+            'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false',
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'",
+        )
 
     try:
-        yield Outage(server, tokens, cut)
+        yield Outage(server, tokens, cut, lambda: admin('ALTER DATABASE "{db}" ALLOW_CONNECTIONS true'))
     finally:
         server.store.close()
 
@@ -55,9 +62,22 @@ def test_a_database_outage_is_503_with_retry_after(outage: Outage, fast: bool) -
     client = TestClient(create_app(svc, ready=dict, fast_submit=fast), raise_server_exceptions=False)
     auth = {"Authorization": f"Bearer {outage.tokens['suwon-user']}"}
     assert client.get("/api/v1/jobs", headers=auth).status_code == 200  # the token is now cached
-    outage.cut()  # type: ignore[operator]
+    outage.cut()
     spec = {k: v for k, v in job_spec().items() if v is not None}
     for r in (client.get("/api/v1/jobs", headers=auth), client.post("/api/v1/jobs", json=spec, headers=auth)):
         assert r.status_code == 503, (r.request.method, r.text)
         assert r.headers["retry-after"].isdigit()
         assert r.json() == {"error": "database unavailable, retry later", "field": None}
+
+
+def test_submits_succeed_again_once_the_database_is_back(outage: Outage) -> None:
+    client = TestClient(create_app(outage.server.service, ready=dict), raise_server_exceptions=False)
+    auth = {"Authorization": f"Bearer {outage.tokens['suwon-user']}"}
+    spec = {k: v for k, v in job_spec().items() if v is not None}
+    assert client.post("/api/v1/jobs", json=spec, headers=auth).status_code == 201
+    outage.cut()
+    assert client.post("/api/v1/jobs", json=spec, headers=auth).status_code == 503
+    outage.restore()
+    # The store writer's connection died in the outage; it must not stay broken.
+    assert client.post("/api/v1/jobs", json=spec, headers=auth).status_code == 201
+    assert client.get("/api/v1/jobs", headers=auth).status_code == 200
