@@ -311,9 +311,6 @@ class SqlStore:
             with contextlib.suppress(Exception):
                 raw.rollback()
             failure = self._unavailable(exc)
-            if isinstance(failure, StoreUnavailable):
-                # The connection is likely gone: the next batch connects afresh.
-                conn.invalidate()
             for i in items:
                 i.future.set_exception(failure)
             return
