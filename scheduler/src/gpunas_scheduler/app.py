@@ -25,7 +25,7 @@ from gpunas_scheduler.service.metrics import Metrics
 from gpunas_scheduler.service.ports import Clock, system_clock
 from gpunas_scheduler.service.records import Role
 from gpunas_scheduler.store import migrate
-from gpunas_scheduler.store.leader import leader_lock_for
+from gpunas_scheduler.store.leader import LeaseLeaderLock, holder_name
 from gpunas_scheduler.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ def settings_from(config: Config) -> Settings:
         heartbeat_timeout_s=config.heartbeat_timeout_s,
         default_token_ttl_s=config.default_token_ttl_s,
         token_cache_ttl_s=config.token_cache_ttl_s,
+        tenant_nas_paths={tenant: tuple(paths) for tenant, paths in config.tenant_nas_paths.items()},
     )
 
 
@@ -128,7 +129,7 @@ def build(config: Config, *, clock: Clock = system_clock, run_loop: bool = True)
     store = SqlStore(config.database_url)
     metrics = Metrics()
     service = SchedulerService(store, clock, metrics, settings_from(config))
-    loop = SchedulingLoop(service, leader_lock_for(config.database_url))
+    loop = SchedulingLoop(service, LeaseLeaderLock(store, clock, holder_name(), config.leader_lease_s))
     expected = migrate.head()
 
     def ready() -> dict[str, Any]:

@@ -7,7 +7,16 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.engine import make_url
 
 DEFAULT_PATH = Path("/etc/gpunas-scheduler/config.toml")
@@ -18,9 +27,19 @@ class ConfigError(Exception):
     """Invalid configuration; the message names every bad field."""
 
 
+def _no_parent_segment(path: str) -> str:
+    if ".." in path.split("/"):
+        raise ValueError("must not contain '..'")
+    return path
+
+
+TenantName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+# A NAS share or dataset as job mounts name their ``source`` (relative, e.g. ``tank/suwon``).
+NasPath = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9._-][A-Za-z0-9._/-]{0,255}$"), AfterValidator(_no_parent_segment)
+]
 ClassName = Literal["urgent_inference", "inference", "fine_tuning", "training"]
 TenantRoleName = Literal["tenant_member", "tenant_admin"]
-TenantName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 
 
 class ClassEntitlement(BaseModel):
@@ -50,6 +69,9 @@ class Config(BaseModel):
     tls_key_file: Path | None = None
     schedule_interval_s: float = Field(1.0, ge=0.05, le=60, allow_inf_nan=False)
     heartbeat_timeout_s: float = Field(30.0, ge=1, le=3600, allow_inf_nan=False)
+    leader_lease_s: float = Field(
+        15.0, ge=1, le=600, allow_inf_nan=False, description="a leader that stops renewing loses leadership after this"
+    )
     fairshare_half_life_s: float = Field(7 * 86400.0, ge=60, le=365 * 86400, allow_inf_nan=False)
     training_max_runtime_s: float = Field(24 * 3600.0, ge=60, le=365 * 86400, allow_inf_nan=False)
     quota_warning_ratio: float = Field(0.8, gt=0, lt=1, allow_inf_nan=False)
@@ -60,6 +82,10 @@ class Config(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     classes: dict[ClassName, ClassEntitlement] = Field(
         default_factory=dict, description="per-class entitlements and limits; see docs/operations.md"
+    )
+    tenant_nas_paths: dict[TenantName, list[NasPath]] = Field(
+        default_factory=dict,
+        description="tenant -> NAS paths its jobs may mount (sources at or below one); unnamed tenants mount nothing",
     )
 
     @field_validator("database_url")
@@ -80,6 +106,12 @@ class Config(BaseModel):
         else:
             raise ValueError(f"unsupported backend {backend!r}; use sqlite or postgresql+psycopg")
         return v
+
+    @model_validator(mode="after")
+    def _lease(self) -> Config:
+        if self.leader_lease_s < 3 * self.schedule_interval_s:
+            raise ValueError("leader_lease_s must be at least 3 x schedule_interval_s (renewed every pass)")
+        return self
 
     @model_validator(mode="after")
     def _tls(self) -> Config:

@@ -57,6 +57,7 @@ def j(**over: object) -> bytes:
 
 
 JSON = {"content-type": "application/json"}
+MOUNT_READ_ONLY_AS_NUMBER = {"source": "a", "target": "/", "read_only": 1}
 
 # (case id, user or raw Authorization value, content-type header or None, body bytes)
 CASES: list[tuple[str, str | None, str | None, bytes]] = [
@@ -100,6 +101,12 @@ CASES: list[tuple[str, str | None, str | None, bytes]] = [
     ("no content type", "suwon-user", None, j()),
     ("text content type", "suwon-user", "text/plain", j()),
     ("too large", "suwon-user", "application/json", j(command=["x" * 4000] * 3)),
+    ("strict gpus as string", "suwon-user", "application/json", j(resources={"gpus": "4"})),
+    ("strict gpus as bool", "suwon-user", "application/json", j(resources={"gpus": True})),
+    ("strict runtime as float", "suwon-user", "application/json", j(max_runtime_s=3600.0)),
+    ("strict bool as number", "suwon-user", "application/json", j(mounts=[MOUNT_READ_ONLY_AS_NUMBER])),
+    ("deeply nested", "suwon-user", "application/json", b'{"env":' + b"[" * 3000 + b"]" * 3000 + b"}"),
+    ("deeply nested no token", None, "application/json", b"{" + b'"a":{' * 1200 + b"}" * 1201),
 ]
 
 
@@ -147,6 +154,14 @@ def test_fast_path_answers_like_the_route(
     slow = _observe(pair, pair.slow, headers, body)
     fast = _observe(pair, pair.fast, headers, body)
     assert fast == slow, case
+    assert fast["status"] < 500, case
+    if case.startswith("deeply nested"):
+        assert fast["doc"] == {
+            "error": "invalid request: body",
+            "fields": [{"field": "body", "message": "There was an error parsing the body"}],
+        }
+    if case.startswith("strict"):
+        assert fast["status"] == 400 and "fields" in fast["doc"] and fast["jobs stored"] == 0, fast
     if case.startswith("valid"):
         assert fast["status"] == 201 and fast["jobs stored"] == 1
 
@@ -172,9 +187,9 @@ def test_streamed_body_over_the_limit_is_413(pair: Pair) -> None:
     headers = _headers(pair, "suwon-user", "application/json")
     jobs = pair.server.store.count_jobs()
     for client in (pair.fast, pair.slow):
-        assert client.post("/api/v1/jobs", content=chunks(), headers=headers).status_code == 413
-    r = pair.fast.post("/api/v1/jobs", content=chunks(), headers=headers)
-    assert r.json() == {"error": f"request body larger than {LIMIT} bytes", "field": "body"}
+        r = client.post("/api/v1/jobs", content=chunks(), headers=headers)
+        assert r.status_code == 413
+        assert r.json() == {"error": f"request body larger than {LIMIT} bytes", "field": "body"}
     assert pair.server.store.count_jobs() == jobs
 
 

@@ -1,4 +1,5 @@
-"""Schema-driven fuzzing of the whole API (schemathesis against our own OpenAPI): no 5xx."""
+"""Schema-driven fuzzing of the whole API (schemathesis against our own OpenAPI): no 5xx, and every
+answer, errors included, has a status and a body the document declares."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
+from schemathesis.checks import content_type_conformance, response_schema_conformance, status_code_conformance
 from support.env import seed_service, whole_gpu_node
 
 from gpunas_scheduler.api.app import create_app
@@ -19,6 +21,7 @@ from gpunas_scheduler.config import Config
 from gpunas_scheduler.store import migrate
 
 TOKENS: dict[str, str] = {}
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +63,8 @@ def test_no_server_errors(fuzz_schema: Any, method: str, path: str, mode: Genera
         for user in ("root", "suwon-admin", "node-a"):
             response = case.call(headers={"Authorization": f"Bearer {TOKENS[user]}"})
             assert response.status_code < 500, (user, case.path_parameters, case.query, case.body, response.text[:300])
+            # Every answer, errors included, is one the document declares, in the declared shape.
+            case.validate_response(response, checks=CONFORMANCE)
 
     check()
 

@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -84,6 +85,7 @@ def test_every_api_route_requires_a_token(api: Api) -> None:
         for method in ("get", "post", "put"):
             r = api.client.request(method, path, json={})
             assert r.status_code in (401, 405), (method, path, r.status_code)
+            assert set(r.json()) == {"error", "field"}, (method, path, r.text)  # ErrorOut, not {"detail": ...}
             if r.status_code == 401:
                 assert r.headers["www-authenticate"] == "Bearer"
     bad = api.client.get("/api/v1/whoami", headers={"Authorization": "Bearer gpn_0000000000000000_" + "a" * 43})
@@ -225,6 +227,46 @@ def test_nodes_agent_flow_and_drain(api: Api) -> None:
     assert c.post("/api/v1/admin/nodes/nowhere/drain", headers=api.h("root")).status_code == 404
     done = c.post(f"/api/v1/jobs/{jid}/report", json={"status": "succeeded", "exit_code": 0}, headers=api.h("node-a"))
     assert done.json()["state"] == "succeeded"
+
+
+def _node(answer: Any) -> dict[str, Any]:
+    """The node of a ``GET /nodes`` (one node registered) or ``GET /nodes/{name}`` answer."""
+    return answer[0] if isinstance(answer, list) else answer
+
+
+def test_job_ids_of_other_tenants_cannot_be_seen_or_probed(api: Api) -> None:
+    c = api.client
+    assert c.put("/api/v1/nodes/node-a", json=whole_gpu_node(2), headers=api.h("node-a")).status_code == 200
+    mine = c.post("/api/v1/jobs", json=body(), headers=api.h("suwon-user")).json()["id"]
+    theirs = c.post("/api/v1/jobs", json=body(), headers=api.h("yongin-user")).json()["id"]
+    api.server.loop.run_once()
+    for path in ("/api/v1/nodes", "/api/v1/nodes/node-a"):
+        member = _node(c.get(path, headers=api.h("suwon-user")).json())
+        assert member["jobs"] == [mine] and member["allocated_gpu_units"] == 2.0
+        for who in ("root", "node-a"):
+            assert sorted(_node(c.get(path, headers=api.h(who)).json())["jobs"]) == sorted([mine, theirs])
+    unknown = "0" * 22
+    for who in ("node-b", "suwon-user"):
+        answers = []
+        for jid in (theirs, unknown):
+            r = c.post(f"/api/v1/jobs/{jid}/report", json={"status": "started"}, headers=api.h(who))
+            answers.append((r.status_code, r.json()["field"], r.json()["error"].replace(jid, "<id>")))
+        assert answers[0] == answers[1] and answers[0][0] == 404, (who, answers)
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({**whole_gpu_node(2), "gpus": [{"index": 0, "memory_mib": 1}, {"index": 0, "memory_mib": 2}]}, "body.gpus"),
+        ({**whole_gpu_node(1), "cpu_milli": "128000"}, "body.cpu_milli"),
+        ({**whole_gpu_node(1), "memory_mib": True}, "body.memory_mib"),
+    ],
+)
+def test_node_registration_is_strict(api: Api, payload: dict[str, object], field: str) -> None:
+    r = api.client.put("/api/v1/nodes/node-a", json=payload, headers=api.h("node-a"))
+    assert r.status_code == 400, r.text
+    assert field in [f["field"] for f in r.json()["fields"]]
+    assert api.client.get("/api/v1/nodes/node-a", headers=api.h("root")).status_code == 404
 
 
 def test_metrics_need_platform_admin(api: Api) -> None:

@@ -1,5 +1,5 @@
 """Against real server processes: end-to-end, kill -9 during a submit burst, two servers on one
-PostgreSQL database with one leader."""
+PostgreSQL database with one leader and fail-over from a hung (SIGSTOP) leader."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def test_kill_9_during_submit_burst_loses_no_acknowledged_job(tmp_path: Path) ->
         srv2.stop()
 
 
-def test_two_servers_on_postgresql_one_leader_and_failover(tmp_path: Path, pg_cluster: PgCluster) -> None:
+def test_two_servers_on_postgresql_fail_over_from_a_hung_leader(tmp_path: Path, pg_cluster: PgCluster) -> None:
     url = pg_cluster.create_database("twoservers")
     ports = [free_port(), free_port()]
     dirs = [tmp_path / "a", tmp_path / "b"]
@@ -149,9 +149,12 @@ def test_two_servers_on_postgresql_one_leader_and_failover(tmp_path: Path, pg_cl
             for s in (leader, follower)
         ]
         wait_for(lambda: running(follower.url, *ids), "both jobs running")
-        leader.proc.send_signal(signal.SIGKILL)
-        leader.proc.wait(timeout=10)
-        wait_for(lambda: is_leader(follower), "the surviving server to take the leader lock")
+        leader.proc.send_signal(signal.SIGSTOP)  # hung, its database session still open
+        try:
+            wait_for(lambda: is_leader(follower), "the other server to take the lease over")
+        finally:
+            leader.proc.send_signal(signal.SIGCONT)
+        wait_for(lambda: not is_leader(leader), "the resumed old leader to see that it lost the lease")
         httpx.post(follower.url + "/api/v1/nodes/node-a/heartbeat", json={}, headers=auth(tokens["node-a"]))
         late = httpx.post(follower.url + "/api/v1/jobs", json=SUBMIT, headers=auth(tokens["alice"])).json()["id"]
         wait_for(lambda: running(follower.url, late), "the job submitted after failover running")

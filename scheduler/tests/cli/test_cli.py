@@ -14,7 +14,7 @@ from support.env import Spawned, free_port, spawn_server, write_config
 
 from gpunas_scheduler.app import settings_from
 from gpunas_scheduler.cli import app
-from gpunas_scheduler.config import load_config
+from gpunas_scheduler.config import Config, load_config
 from gpunas_scheduler.domain.model import JobClass
 from gpunas_scheduler.service.convert import ClassLimits
 from gpunas_scheduler.service.core import ClassAccess
@@ -52,6 +52,9 @@ def test_check_config_accepts_a_valid_file_and_hides_passwords(tmp_path: Path) -
         ('[classes.training]\nroles = ["agent"]\n', "classes.training.roles"),
         ('[classes.training]\ntenants = ["Bad Name"]\n', "classes.training.tenants"),
         ("[classes.training]\nmax_min_runtime_s = 31536000\n", "classes.training.max_min_runtime_s"),
+        ('[tenant_nas_paths]\nsuwon = ["tank/../etc"]\n', "tenant_nas_paths.suwon.0"),
+        ('[tenant_nas_paths]\nsuwon = ["/etc"]\n', "tenant_nas_paths.suwon.0"),
+        ('[tenant_nas_paths]\n"Bad Tenant" = ["tank"]\n', "tenant_nas_paths"),
     ],
 )
 def test_check_config_names_the_bad_field(tmp_path: Path, content: str, field: str) -> None:
@@ -96,8 +99,8 @@ def test_migrate_is_idempotent_and_admin_commands(tmp_path: Path) -> None:
     assert code == 1 and "cannot reach" in out
     code, out = cli("admin", "tenant-set", "suwon", "--config", str(cfg))
     assert code == 3 and "migrate" in out
-    assert cli("migrate", "--config", str(cfg)) == (0, "schema: empty -> 0002\n")
-    assert cli("migrate", "--config", str(cfg)) == (0, "schema already at 0002\n")
+    assert cli("migrate", "--config", str(cfg)) == (0, "schema: empty -> 0004\n")
+    assert cli("migrate", "--config", str(cfg)) == (0, "schema already at 0004\n")
     code, out = cli("admin", "tenant-set", "suwon", "--config", str(cfg), "--gpu-hours-per-month", "100")
     assert code == 0 and "tenant suwon saved" in out
     code, out = cli("admin", "user-add", "alice", "--role", "tenant_member", "--tenant", "suwon", "--config", str(cfg))
@@ -255,3 +258,13 @@ def test_client_commands_do_not_import_the_server_stack(live: Live) -> None:
     assert "submitted" in res.stdout
     imported = set(res.stderr.rsplit("IMPORTED ", 1)[1].split())
     assert imported & SERVER_STACK == set()
+
+
+def test_tenant_nas_paths_reach_the_service(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[tenant_nas_paths]\nsuwon = ["tank/suwon", "archive/shared"]\n')
+    code, out = cli("check-config", "--config", str(cfg))
+    assert code == 0, out
+    settings = settings_from(load_config(cfg))
+    assert settings.tenant_nas_paths == {"suwon": ("tank/suwon", "archive/shared")}
+    assert settings_from(Config()).tenant_nas_paths == {}

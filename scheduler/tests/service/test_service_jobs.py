@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import pytest
 from support.env import FakeClock, Seeded, job_spec, seed, whole_gpu_node
 
@@ -19,7 +23,9 @@ from gpunas_scheduler.service.errors import (
 )
 from gpunas_scheduler.service.ports import Changeset
 from gpunas_scheduler.service.records import CounterKind, Role
+from gpunas_scheduler.store import migrate
 from gpunas_scheduler.store.memory import MemoryStore
+from gpunas_scheduler.store.sql import SqlStore
 
 
 @pytest.fixture
@@ -329,8 +335,103 @@ def test_preemption_exemptions_are_bounded_by_the_class(over: dict[str, int], fi
     assert env.service.store.count_jobs() == 0
 
 
+NAS = Settings(tenant_nas_paths={"suwon": ("tank/suwon", "archive/shared")})
+
+
+def _mounted(source: str, target: str = "/data") -> dict[str, object]:
+    return {**job_spec(), "mounts": [{"source": source, "target": target, "read_only": True}]}
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "field"),
+    [
+        ("../../etc/shadow", "/data", "mounts.0.source"),
+        ("tank/suwon/../yongin", "/data", "mounts.0.source"),
+        ("tank/suwon/..", "/data", "mounts.0.source"),
+        ("tank/yongin", "/data", "mounts.0.source"),
+        ("tank/suwonx", "/data", "mounts.0.source"),
+        ("tank", "/data", "mounts.0.source"),
+        ("tank/suwon", "/../../etc", "mounts.0.target"),
+        ("tank/suwon", "/data/..", "mounts.0.target"),
+    ],
+)
+def test_mounts_refuse_traversal_and_foreign_sources(source: str, target: str, field: str) -> None:
+    env = seed(MemoryStore(), FakeClock(), NAS)
+    with pytest.raises(InvalidInput) as exc:
+        env.service.submit(who(env, "suwon-user"), _mounted(source, target))
+    assert exc.value.field == field
+    assert env.service.store.count_jobs() == 0
+
+
 def test_jobs_queued_before_a_class_limit_are_held_to_it(env: Seeded) -> None:
     rec, _ = env.service.submit(who(env, "suwon-user"), job_spec())
     rec.spec.update(min_runtime_s=31_536_000, checkpoint_grace_s=3600)
     job = job_from_record(rec, ClassLimits(max_min_runtime_s=1800, max_checkpoint_grace_s=300))
     assert (job.min_runtime_s, job.checkpoint_grace_s) == (1800, 300)
+
+
+@pytest.mark.parametrize("source", ["tank/suwon", "tank/suwon/datasets/imagenet", "archive/shared/..x"])
+def test_mounts_under_the_tenants_nas_paths_are_taken(source: str) -> None:
+    env = seed(MemoryStore(), FakeClock(), NAS)
+    rec, fut = env.service.submit(who(env, "suwon-user"), _mounted(source))
+    fut.result(timeout=5)
+    assert rec.spec["mounts"][0]["source"] == source
+
+
+def test_a_tenant_without_nas_paths_mounts_nothing() -> None:
+    env = seed(MemoryStore(), FakeClock(), NAS)
+    with pytest.raises(InvalidInput, match="no NAS paths"):
+        env.service.submit(who(env, "yongin-user"), _mounted("tank/suwon"))
+    default = seed(MemoryStore(), FakeClock())
+    with pytest.raises(InvalidInput):
+        default.service.submit(who(default, "suwon-user"), _mounted("tank/suwon"))
+
+
+def test_concurrent_uploads_never_pass_the_quota(tmp_path: Path) -> None:
+    """30 uploads of a tenth of the quota at once: at most ten are accepted, and the stored total
+    stays within the quota (each read its usage before any of them was counted)."""
+    store = SqlStore(f"sqlite:///{tmp_path / 'uploads.db'}")
+    migrate.upgrade(store.engine)
+    try:
+        env = seed(store, FakeClock())
+        quota = 30 * 2**30  # yongin's monthly upload quota in the seed
+        member = who(env, "yongin-user")
+        barrier = threading.Barrier(30)
+
+        def upload() -> bool:
+            barrier.wait()
+            try:
+                env.service.record_upload(member, "yongin", quota // 10)
+            except QuotaExceeded:
+                return False
+            return True
+
+        with ThreadPoolExecutor(30) as pool:
+            accepted = sum(pool.map(lambda _: upload(), range(30)))
+        assert accepted == 10
+        assert env.service.tenant_usage(member, "yongin").upload_bytes_month == quota
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_a_token_minted_by_a_token_is_bounded_by_it_and_revoked_with_it(backend: str, tmp_path: Path) -> None:
+    store = MemoryStore() if backend == "memory" else SqlStore(f"sqlite:///{tmp_path / 'tokens.db'}")
+    if isinstance(store, SqlStore):
+        migrate.upgrade(store.engine)
+    env = seed(store, FakeClock())
+    svc = env.service
+    parent = svc.issue_token(None, "suwon-user", 3600)
+    child = svc.issue_token(svc.admit(parent.token), "suwon-user", 86400)
+    grandchild = svc.issue_token(svc.admit(child.token), "suwon-user", 7200)
+    other = svc.issue_token(None, "suwon-user", 3600)
+    assert child.record.expires_at == grandchild.record.expires_at == parent.record.expires_at
+    stored = svc.store.get_token(grandchild.record.id)
+    assert stored is not None and stored.parent == child.record.id
+    svc.revoke_token(svc.admit(other.token), parent.record.id)
+    for t in (parent, child, grandchild):
+        with pytest.raises(Unauthenticated, match="revoked"):
+            svc.admit(t.token)
+    assert svc.admit(other.token).user == "suwon-user"
+    if isinstance(store, SqlStore):
+        store.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support.env import PgCluster
 
-from gpunas_scheduler.service.ports import Changeset, LeadershipLost, Store
+from gpunas_scheduler.service.ports import CeilingExceeded, Changeset, LeadershipLost, Store
 from gpunas_scheduler.service.records import (
     CounterDelta,
     CounterKind,
@@ -116,6 +116,20 @@ def test_version_conflict_drops_update_and_its_events(store: Store) -> None:
     assert after_a is not None and after_a.state == "running" and after_a.version == 2
     assert [e.kind for e in store.job_events(b.id, 10)] == ["submitted", "cancelled"]
     assert [e.kind for e in store.job_events(a.id, 10)] == ["submitted", "started"]
+
+
+def test_a_counter_ceiling_refuses_the_whole_changeset(store: Store) -> None:
+    m = "2026-11"
+    up = CounterKind.UPLOAD_BYTES
+    with pytest.raises(CeilingExceeded):  # a first delta over the ceiling (no row yet)
+        store.commit(Changeset(counters=[CounterDelta("suwon", up, m, 11.0, ceiling=10.0)]))
+    store.commit(Changeset(counters=[CounterDelta("suwon", up, m, 6.0, ceiling=10.0)]))
+    store.commit(Changeset(counters=[CounterDelta("suwon", up, m, 4.0, ceiling=10.0)]))  # reaches it exactly
+    event = TenantEventRecord("suwon", 1.0, "quota_warning", {"q": "upload"})
+    with pytest.raises(CeilingExceeded):
+        store.commit(Changeset(counters=[CounterDelta("suwon", up, m, 1.0, ceiling=10.0)], tenant_events=[event]))
+    assert store.counters("suwon", {up: m}) == {up: 10.0}
+    assert store.tenant_events("suwon", 10) == []
 
 
 def test_upserts_counters_fairshare_and_tenant_events(store: Store) -> None:
@@ -234,3 +248,15 @@ def test_a_new_leadership_term_fences_commits_of_the_old_one(store: Store) -> No
     store.commit(Changeset(tenants=[TenantRecord("yongin", 1.0, None, None, None, 5.0)], term=new))
     store.commit(Changeset(tenants=[TenantRecord("yongin", 2.0, None, None, None, 5.0)]))  # API writes: no term
     assert [t.name for t in store.list_tenants()] == ["suwon", "yongin"]
+
+
+def test_a_leader_lease_expires_so_a_hung_leader_does_not_block_fail_over(store: Store) -> None:
+    assert store.acquire_lease("a", 100.0, 10.0)
+    assert store.acquire_lease("a", 105.0, 10.0)  # renewed: runs to 115
+    assert not store.acquire_lease("b", 114.0, 10.0)
+    assert store.acquire_lease("b", 115.5, 10.0)  # a hung (SIGSTOP, session open) past its lease
+    assert not store.acquire_lease("a", 116.0, 10.0)  # a wakes up: the lease is b's
+    store.release_lease("a")  # not a's to release
+    assert not store.acquire_lease("a", 116.0, 10.0)
+    store.release_lease("b")
+    assert store.acquire_lease("a", 117.0, 10.0)

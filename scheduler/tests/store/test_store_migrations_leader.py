@@ -1,19 +1,19 @@
-"""Migrations agree with the table definitions; leader locks exclude a second scheduler."""
+"""Migrations agree with the table definitions; the leader lease excludes a second scheduler until it expires."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
-from support.env import PgCluster
+from support.env import FakeClock, PgCluster, seed
 
+from gpunas_scheduler.service.loop import SchedulingLoop
 from gpunas_scheduler.store import migrate
-from gpunas_scheduler.store.leader import FileLeaderLock, PgAdvisoryLeaderLock, leader_lock_for
+from gpunas_scheduler.store.leader import LeaseLeaderLock
 from gpunas_scheduler.store.schema import metadata
-from gpunas_scheduler.store.sql import make_engine
+from gpunas_scheduler.store.sql import SqlStore, make_engine
 
 
 def _diff(url: str) -> list[object]:
@@ -56,42 +56,21 @@ def test_postgresql_migrations_match_schema_and_downgrade(pg_cluster: PgCluster)
     engine.dispose()
 
 
-def test_file_lock_is_exclusive(tmp_path: Path) -> None:
-    a = leader_lock_for(f"sqlite:///{tmp_path / 'x.db'}")
-    b = leader_lock_for(f"sqlite:///{tmp_path / 'x.db'}")
-    assert isinstance(a, FileLeaderLock)
-    assert a.try_acquire()
-    assert a.try_acquire()
-    assert not b.try_acquire()
-    a.release()
-    assert b.try_acquire()
-    b.release()
-
-
-def test_memory_sqlite_cannot_lead() -> None:
-    with pytest.raises(ValueError, match="database_url"):
-        leader_lock_for("sqlite:///:memory:")
-
-
-def test_pg_advisory_lock_excludes_and_survives_only_with_its_connection(pg_cluster: PgCluster) -> None:
-    url = pg_cluster.create_database("leader")
-    a, b = PgAdvisoryLeaderLock(url), PgAdvisoryLeaderLock(url)
-    assert a.try_acquire()
-    assert a.try_acquire()
-    assert not b.try_acquire()
-    # Kill a's session from outside, as a crashed or partitioned server would lose it.
-    import psycopg
-
-    with psycopg.connect(
-        host=pg_cluster.socket_dir, port=pg_cluster.port, user="postgres", dbname="leader", autocommit=True
-    ) as conn:
-        killed = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        ).fetchall()
-    assert killed == [(True,)]
-    assert not a.try_acquire()  # a notices that its session, and so the lock, is gone
-    assert b.try_acquire()
-    assert not a.try_acquire()
-    b.release()
-    assert a.try_acquire()
-    a.release()
+def test_a_hung_leader_loses_the_lease_and_another_server_takes_over(tmp_path: Path) -> None:
+    store = SqlStore(f"sqlite:///{tmp_path / 'x.db'}")
+    migrate.upgrade(store.engine)
+    clock = FakeClock()
+    svc = seed(store, clock).service
+    a = SchedulingLoop(svc, LeaseLeaderLock(store, clock, "server-a", lease_s=10.0))
+    b = SchedulingLoop(svc, LeaseLeaderLock(store, clock, "server-b", lease_s=10.0))
+    try:
+        assert a.run_once() is not None
+        clock.advance(5)
+        assert b.run_once() is None and a.run_once() is not None
+        clock.advance(10.5)  # a stops (SIGSTOP) for longer than its lease
+        assert b.run_once() is not None and b.is_leader
+        assert a.run_once() is None and not a.is_leader  # a resumes: b leads
+        b.lock.release()
+        assert a.run_once() is not None
+    finally:
+        store.close()

@@ -211,7 +211,7 @@ def cli_bin() -> str:
 
 
 def write_config(tmp: Path, db_url: str, port: int, **extra: object) -> Path:
-    lines = [f'database_url = "{db_url}"', f"listen_port = {port}", "schedule_interval_s = 0.1"]
+    lines = [f'database_url = "{db_url}"', f"listen_port = {port}", "schedule_interval_s = 0.1", "leader_lease_s = 1.0"]
     for k, v in extra.items():
         lines.append(f"{k} = {v!r}" if not isinstance(v, bool) else f"{k} = {str(v).lower()}")
     cfg = tmp / "config.toml"

@@ -13,11 +13,14 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Req
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpunas_scheduler import __version__
 from gpunas_scheduler.api import models as m
 from gpunas_scheduler.api.fastpath import (
+    RETRY_AFTER_S,
     SUBMIT_PATH,
+    UNAVAILABLE_DOCUMENT,
     SubmitFastPath,
     answer_too_large,
     bearer_token,
@@ -29,18 +32,23 @@ from gpunas_scheduler.domain.model import JobClass, JobState
 from gpunas_scheduler.service.auth import Principal
 from gpunas_scheduler.service.core import SchedulerService, TenantUsageReport
 from gpunas_scheduler.service.errors import Forbidden, ServiceError
+from gpunas_scheduler.service.ports import StoreUnavailable
 from gpunas_scheduler.service.records import JobRecord, NodeRecord, Role, TenantRecord, TokenRecord, UserRecord
 
 BEARER_SCHEME = {"type": "http", "scheme": "bearer", "description": "API token: gpn_<id>_<secret>"}
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": m.ValidationErrorOut, "description": "Invalid request; names the offending field"},
+    400: {
+        "model": m.ValidationErrorOut | m.ErrorOut,
+        "description": "Invalid request: schema validation lists every bad field, a rule across fields names one",
+    },
     401: {"model": m.ErrorOut, "description": "Missing, unknown, expired or revoked token"},
     403: {"model": m.ErrorOut, "description": "Authenticated but not allowed"},
     404: {"model": m.ErrorOut, "description": "Not found (or not visible to this tenant)"},
     409: {"model": m.ErrorOut, "description": "Conflicting state"},
     413: {"model": m.ErrorOut, "description": "Request body too large"},
     429: {"model": m.ErrorOut, "description": "Tenant quota exhausted"},
+    503: {"model": m.ErrorOut, "description": "Database unavailable; retry after Retry-After seconds"},
 }
 
 ReadyCheck = Callable[[], dict[str, Any]]
@@ -184,7 +192,8 @@ def usage_out(u: TenantUsageReport) -> m.UsageOut:
     )
 
 
-def node_out(n: NodeRecord, jobs: list[JobRecord]) -> m.NodeOut:
+def node_out(n: NodeRecord, jobs: list[JobRecord], shown: Callable[[JobRecord], bool]) -> m.NodeOut:
+    """The node with its allocated units from all its jobs, but only the ids of jobs ``shown``."""
     units = 0.0
     for j in jobs:
         if j.allocation is not None:
@@ -199,7 +208,7 @@ def node_out(n: NodeRecord, jobs: list[JobRecord]) -> m.NodeOut:
         memory_mib=int(n.spec.get("memory_mib", 0)),
         gpus=list(n.spec.get("gpus", [])),
         allocated_gpu_units=units,
-        jobs=[j.id for j in jobs],
+        jobs=[j.id for j in jobs if shown(j)],
     )
 
 
@@ -225,6 +234,26 @@ def create_app(
     async def _service_error(_req: Request, exc: ServiceError) -> Response:
         status, body, headers = error_document(exc)
         return Response(body, status_code=status, media_type="application/json", headers=dict(_str(headers)))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(_req: Request, _exc: StoreUnavailable) -> Response:
+        return Response(
+            UNAVAILABLE_DOCUMENT,
+            status_code=503,
+            media_type="application/json",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_req: Request, exc: StarletteHTTPException) -> Response:
+        # Starlette's and FastAPI's own errors (a body that does not parse, a body over the limit
+        # while streaming, an unknown path or method) in this API's documents, not {"detail": ...}.
+        if exc.status_code == 400:
+            body = validation_document([{"loc": ("body",), "msg": exc.detail}])
+        else:
+            field = "body" if exc.status_code == 413 else None
+            body = m.ErrorOut(error=str(exc.detail), field=field).model_dump_json().encode()
+        return Response(body, status_code=exc.status_code, media_type="application/json", headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> Response:
@@ -363,22 +392,23 @@ def create_app(
         for j in svc.store.active_jobs([str(JobState.RUNNING), str(JobState.PREEMPTING)]):
             if j.node is not None:
                 by_node.setdefault(j.node, []).append(j)
-        return [node_out(n, by_node.get(n.name, [])) for n in svc.list_nodes(p)]
+        shown = functools.partial(svc.may_see, p)
+        return [node_out(n, by_node.get(n.name, []), shown) for n in svc.list_nodes(p)]
 
     @api.get("/nodes/{name}", response_model=m.NodeOut, tags=["nodes"])
     def get_node(name: NamePath, p: Auth) -> m.NodeOut:
         n = svc.get_node(p, name)
-        return node_out(n, svc.node_jobs(name))
+        return node_out(n, svc.node_jobs(name), functools.partial(svc.may_see, p))
 
     @api.put("/nodes/{name}", response_model=m.NodeOut, tags=["agent"])
     def register_node(name: NamePath, body: m.NodeIn, p: Auth) -> m.NodeOut:
         n = svc.register_node(p, name, body.model_dump())
-        return node_out(n, svc.node_jobs(name))
+        return node_out(n, svc.node_jobs(name), functools.partial(svc.may_see, p))
 
     @api.post("/nodes/{name}/heartbeat", response_model=m.NodeOut, tags=["agent"])
     def heartbeat(name: NamePath, body: m.HeartbeatIn, p: Auth) -> m.NodeOut:
         n = svc.heartbeat(p, name, {int(k): v for k, v in body.utilization.items()})
-        return node_out(n, svc.node_jobs(name))
+        return node_out(n, svc.node_jobs(name), functools.partial(svc.may_see, p))
 
     @api.get("/nodes/{name}/assignments", response_model=list[m.Assignment], tags=["agent"])
     def assignments(name: NamePath, p: Auth) -> list[m.Assignment]:
@@ -397,11 +427,11 @@ def create_app(
 
     @api.post("/admin/nodes/{name}/drain", response_model=m.NodeOut, tags=["admin"])
     def drain(name: NamePath, p: Auth) -> m.NodeOut:
-        return node_out(svc.set_drained(p, name, True), svc.node_jobs(name))
+        return node_out(svc.set_drained(p, name, True), svc.node_jobs(name), functools.partial(svc.may_see, p))
 
     @api.post("/admin/nodes/{name}/undrain", response_model=m.NodeOut, tags=["admin"])
     def undrain(name: NamePath, p: Auth) -> m.NodeOut:
-        return node_out(svc.set_drained(p, name, False), svc.node_jobs(name))
+        return node_out(svc.set_drained(p, name, False), svc.node_jobs(name), functools.partial(svc.may_see, p))
 
     app.include_router(api)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)

@@ -9,7 +9,8 @@ about a third of the time (measurements in docs/operations.md, "Performance").
 It keeps the FastAPI route's behaviour, step for step:
 
 1. only ``application/json`` bodies (optionally with parameters) are taken; any other request
-   to the path, or a body that does not parse as a JSON object, goes on to the FastAPI route
+   to the path, or a body that does not parse as a JSON object (nested too deeply included),
+   goes on to the FastAPI route
    unchanged (the body replayed), so malformed input gets exactly FastAPI's answer;
 2. the body is read with the size limit (413 naming the limit);
 3. the bearer token is authenticated and the call counted against the tenant's API quota,
@@ -35,6 +36,7 @@ from pydantic import ValidationError
 from gpunas_scheduler.api import models as m
 from gpunas_scheduler.service.core import SchedulerService
 from gpunas_scheduler.service.errors import ServiceError
+from gpunas_scheduler.service.ports import StoreUnavailable
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -45,6 +47,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 SUBMIT_PATH = "/api/v1/jobs"
 _JSON = (b"content-type", b"application/json")
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
+
+
+# A database outage: 503, and when to try again.
+RETRY_AFTER_S = 5
+UNAVAILABLE_DOCUMENT = m.ErrorOut(error="database unavailable, retry later").model_dump_json().encode()
 
 
 def bearer_token(value: str | None) -> str | None:
@@ -109,6 +116,9 @@ class SubmitFastPath:
             return
         try:
             replay = await self._submit(scope, receive, send)
+        except StoreUnavailable:
+            await _answer(send, 503, UNAVAILABLE_DOCUMENT, [(b"retry-after", str(RETRY_AFTER_S).encode())])
+            return
         except Exception:
             # What Starlette's error middleware does: a plain 500, then re-raise for the server
             # to log. (Nothing is sent if the answer had already started.)
@@ -152,10 +162,10 @@ class SubmitFastPath:
             return raw
         try:
             data = json.loads(raw) if raw else None
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if not isinstance(data, dict):
-            # Empty, malformed or not an object: FastAPI's own answer (its 400 names the position).
+            # Empty, malformed, nested too deeply or not an object: FastAPI's own answer (a 400).
             return raw
 
         svc = self.service

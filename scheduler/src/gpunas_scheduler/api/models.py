@@ -1,11 +1,11 @@
-"""Request and response bodies. Every input is bounded (length, count, range) and strings exclude
-control characters, so nothing unbounded or unstorable reaches the service."""
+"""Request and response bodies. Every input is bounded (length, count, range), strictly typed, and
+strings exclude control characters, so nothing unbounded or unstorable reaches the service."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 Text = Annotated[str, StringConstraints(max_length=4096, pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")]
@@ -17,7 +17,10 @@ RoleName = Literal["tenant_member", "tenant_admin", "platform_admin", "agent"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Input bodies: unknown fields refused and no coercion (``"4"`` or ``true`` is not an integer,
+    ``1`` not a boolean); an integer is still taken where a number is declared."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Resources(Strict):
@@ -198,6 +201,15 @@ class NodeIn(Strict):
     cpu_milli: int = Field(ge=1, le=10_240_000)
     memory_mib: int = Field(ge=1, le=268_435_456)
     gpus: list[GpuIn] = Field(default_factory=list, max_length=64)
+
+    @field_validator("gpus")
+    @classmethod
+    def _unique_indexes(cls, gpus: list[GpuIn]) -> list[GpuIn]:
+        indexes = [g.index for g in gpus]
+        duplicates = sorted({i for i in indexes if indexes.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"GPU index given more than once: {', '.join(map(str, duplicates))}")
+        return gpus
 
 
 class NodeOut(BaseModel):

@@ -121,32 +121,57 @@ class Authenticator:
             raise Unauthenticated("token expired")
         return Principal(user=user.name, role=user.role, tenant=user.tenant, token_id=token.id), token.expires_at
 
-    def issue(self, user: str, ttl_s: float) -> IssuedToken:
-        """Create a token for ``user`` (no permission check: callers check first)."""
+    def issue(self, user: str, ttl_s: float, parent: str | None = None) -> IssuedToken:
+        """Create a token for ``user`` (no permission check: callers check first). A token minted
+        with token ``parent`` expires no later than it and is revoked with it."""
         if not 0 < ttl_s <= self._max_ttl:
             raise InvalidInput(f"ttl_s: must be between 1 and {int(self._max_ttl)} seconds", field="ttl_s")
         if self._store.get_user(user) is None:
             raise NotFound(f"user {user!r} not found", field="user")
         now = self._clock()
+        expires_at = now + ttl_s
+        if parent is not None:
+            minter = self._store.get_token(parent)
+            if minter is None or minter.revoked_at is not None or minter.expires_at <= now:
+                raise Unauthenticated("token revoked")
+            expires_at = min(expires_at, minter.expires_at)
         token_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         rec = TokenRecord(
-            id=token_id, user=user, secret_hash=hash_secret(secret), expires_at=now + ttl_s, created_at=now
+            id=token_id,
+            user=user,
+            secret_hash=hash_secret(secret),
+            expires_at=expires_at,
+            created_at=now,
+            parent=parent,
         )
         self._store.commit(Changeset(tokens=[rec]))
         return IssuedToken(token=f"gpn_{token_id}_{secret}", record=rec)
 
     def revoke(self, token_id: str) -> TokenRecord:
+        """Revoke the token and every token minted from it, directly or not."""
         rec = self._store.get_token(token_id)
         if rec is None:
             raise NotFound(f"token {token_id!r} not found", field="token_id")
-        if rec.revoked_at is None:
-            rec.revoked_at = self._clock()
-            self._store.commit(Changeset(tokens=[rec]))
+        children: dict[str, list[TokenRecord]] = {}
+        for tk in self._store.list_tokens(None):
+            if tk.parent is not None:
+                children.setdefault(tk.parent, []).append(tk)
+        family = [rec]
+        for tk in family:  # grows while walking: breadth first down the tree
+            family.extend(children.get(tk.id, []))
+        now = self._clock()
+        revoked = [tk for tk in family if tk.revoked_at is None]
+        for tk in revoked:
+            tk.revoked_at = now
+        if revoked:
+            self._store.commit(Changeset(tokens=revoked))
+        ids = {tk.id for tk in family}
         with self._lock:
             self._generation += 1
-            self._cache.pop(token_id, None)
-            for bearer in [b for b, v in self._verified.items() if v[1].token_id == token_id]:
+            for i in ids:
+                self._cache.pop(i, None)
+            for bearer in [b for b, v in self._verified.items() if v[1].token_id in ids]:
                 del self._verified[bearer]
         return rec
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import secrets
 import threading
+from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,7 +23,7 @@ from gpunas_scheduler.service.auth import Authenticator, IssuedToken, Principal,
 from gpunas_scheduler.service.convert import ClassLimits, request_from_json, tenant_from_record
 from gpunas_scheduler.service.errors import Conflict, Forbidden, InvalidInput, NotFound, QuotaExceeded
 from gpunas_scheduler.service.metrics import Metrics
-from gpunas_scheduler.service.ports import Changeset, Clock, Store
+from gpunas_scheduler.service.ports import CeilingExceeded, Changeset, Clock, Store
 from gpunas_scheduler.service.quota import ApiCallMeter
 from gpunas_scheduler.service.records import (
     CounterDelta,
@@ -71,6 +72,9 @@ class Settings:
     tenant_cache_ttl_s: float = 5.0
     default_token_ttl_s: float = 30 * 86400.0
     token_cache_ttl_s: float = 5.0
+    # tenant -> NAS paths its jobs may mount (a source must be one of them or lie below one);
+    # a tenant not named here may mount nothing.
+    tenant_nas_paths: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +184,25 @@ class SchedulerService:
     def class_limits(self, job_class: JobClass) -> ClassLimits:
         return self.settings.class_limits.get(job_class, _DEFAULT_LIMITS)
 
+    def _check_mounts(self, tenant: str, mounts: list[JsonDict]) -> None:
+        """No ``..`` in a source or target, and every source on one of the tenant's NAS paths."""
+        allowed = self.settings.tenant_nas_paths.get(tenant, ())
+        for i, mount in enumerate(mounts):
+            source, target = str(mount["source"]), str(mount["target"])
+            if ".." in target.split("/"):
+                raise InvalidInput(f"mounts.{i}.target: must not contain '..'", field=f"mounts.{i}.target")
+            if ".." in source.split("/"):
+                raise InvalidInput(f"mounts.{i}.source: must not contain '..'", field=f"mounts.{i}.source")
+            if not allowed:
+                raise InvalidInput(
+                    f"mounts.{i}.source: tenant {tenant!r} has no NAS paths to mount", field=f"mounts.{i}.source"
+                )
+            if not any(source == p or source.startswith(p.rstrip("/") + "/") for p in allowed):
+                raise InvalidInput(
+                    f"mounts.{i}.source: not under the NAS paths of tenant {tenant!r}: {', '.join(allowed)}",
+                    field=f"mounts.{i}.source",
+                )
+
     def submit(self, principal: Principal, spec: JsonDict, tenant: str | None = None) -> tuple[JobRecord, Future[None]]:
         """Validate and queue a job; the returned future resolves when it is durable."""
         owner = self._resolve_tenant(principal, tenant)
@@ -190,6 +213,8 @@ class SchedulerService:
                 f"job_class: {principal.role} of tenant {owner!r} is not entitled to class {job_class.name.lower()}",
                 field="job_class",
             )
+        if spec.get("mounts"):
+            self._check_mounts(owner, spec["mounts"])
         now = self.clock()
         job_id = new_job_id(now)
         rec = JobRecord(
@@ -212,12 +237,13 @@ class SchedulerService:
 
     def _visible_job(self, principal: Principal, job_id: str) -> JobRecord:
         rec = self.store.get_job(job_id)
-        if rec is None or not self._may_see(principal, rec):
+        if rec is None or not self.may_see(principal, rec):
             raise NotFound(f"job {job_id!r} not found", field="job_id")
         return rec
 
     @staticmethod
-    def _may_see(principal: Principal, rec: JobRecord) -> bool:
+    def may_see(principal: Principal, rec: JobRecord) -> bool:
+        """Whether the job (its id included) is visible to ``principal``."""
         if principal.is_platform_admin:
             return True
         if principal.role is Role.AGENT:
@@ -340,10 +366,15 @@ class SchedulerService:
         usage = TenantUsage(tenant=tenant, updated_at=now, month=month, month_upload_bytes=int(used))
         notice = upload_level(tenant_from_record(t), usage, nbytes, now, self.settings.policy.quota_warning_ratio)
         self.metrics.quota_ratio.labels(tenant, "upload_bytes_per_month").set(notice.ratio)
+        refused = QuotaExceeded(f"tenant {tenant!r}: upload of {nbytes} bytes exceeds the monthly upload quota")
         if notice.level is QuotaLevel.EXCEEDED:
             self.metrics.quota_warnings.labels(tenant, "upload_bytes_per_month", "exceeded").inc()
-            raise QuotaExceeded(f"tenant {tenant!r}: upload of {nbytes} bytes exceeds the monthly upload quota")
-        ch = Changeset(counters=[CounterDelta(tenant, CounterKind.UPLOAD_BYTES, month, float(nbytes))])
+            raise refused
+        # The usage read above may be stale by now (concurrent uploads): the store counts the
+        # upload only if the total stays within the quota, in the same step.
+        limit = t.upload_bytes_per_month
+        delta = CounterDelta(tenant, CounterKind.UPLOAD_BYTES, month, float(nbytes), ceiling=limit)
+        ch = Changeset(counters=[delta])
         if notice.level is QuotaLevel.WARNING:
             self.metrics.quota_warnings.labels(tenant, "upload_bytes_per_month", "warning").inc()
             ch.tenant_events.append(
@@ -351,7 +382,11 @@ class SchedulerService:
                     tenant, now, "quota_warning", {"quota": "upload_bytes_per_month", "ratio": round(notice.ratio, 4)}
                 )
             )
-        self.store.commit(ch)
+        try:
+            self.store.commit(ch)
+        except CeilingExceeded as exc:
+            self.metrics.quota_warnings.labels(tenant, "upload_bytes_per_month", "exceeded").inc()
+            raise refused from exc
         return notice.ratio
 
     # --------------------------------------------------------- users/tokens
@@ -395,7 +430,8 @@ class SchedulerService:
             or (target.tenant is not None and principal.can_admin_tenant(target.tenant))
         ):
             raise Forbidden("not allowed to issue tokens for this user")
-        return self.auth.issue(user, ttl_s if ttl_s is not None else self.settings.default_token_ttl_s)
+        ttl = ttl_s if ttl_s is not None else self.settings.default_token_ttl_s
+        return self.auth.issue(user, ttl, parent=None if principal is None else principal.token_id)
 
     def revoke_token(self, principal: Principal | None, token_id: str) -> TokenRecord:
         rec = self.store.get_token(token_id)
@@ -492,8 +528,8 @@ class SchedulerService:
         message: str | None = None,
     ) -> JobRecord:
         """Agent report: ``started``, ``checkpointed``, ``succeeded`` or ``failed``."""
-        rec = self.store.get_job(job_id)
-        if rec is None or rec.node is None:
+        rec = self._visible_job(principal, job_id)  # a foreign job answers like an unknown one
+        if rec.node is None:
             raise NotFound(f"job {job_id!r} is not placed on any node", field="job_id")
         self._check_node_actor(principal, rec.node)
         state = JobState(rec.state)

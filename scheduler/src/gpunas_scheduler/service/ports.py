@@ -35,6 +35,14 @@ class LeadershipLost(Exception):
     """A commit carried a leadership term that is over: another server leads now."""
 
 
+class StoreUnavailable(Exception):
+    """The database cannot be reached or cannot answer now (an outage); the request may be retried."""
+
+
+class CeilingExceeded(Exception):
+    """A counter delta would pass its ceiling; nothing of the changeset was written."""
+
+
 @dataclass(slots=True)
 class Changeset:
     """Writes applied in one transaction.
@@ -139,6 +147,13 @@ class Store(Protocol):
 
         Waits for a fenced commit in progress, so that the new leader reads its writes."""
 
+    def acquire_lease(self, holder: str, now: float, lease_s: float) -> bool:
+        """Take or renew the leader lease until ``now + lease_s``, in one conditional update: only
+        if it is free, expired or already ``holder``'s. False while another holder's is valid."""
+
+    def release_lease(self, holder: str) -> None:
+        """Give the lease up if ``holder`` has it."""
+
     def count_jobs(self) -> int: ...
 
     def ping(self) -> None:
@@ -148,7 +163,8 @@ class Store(Protocol):
 
 
 class LeaderLock(Protocol):
-    """Makes sure at most one server runs scheduling passes at a time."""
+    """Makes sure at most one server runs scheduling passes at a time (with the term fencing
+    the commits of a leader that lost the lock mid-pass)."""
 
     def try_acquire(self) -> bool:
         """Return True while this process holds the lock (acquiring it if free)."""

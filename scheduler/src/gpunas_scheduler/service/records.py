@@ -56,6 +56,9 @@ class TokenRecord:
     expires_at: float
     created_at: float
     revoked_at: float | None = None
+    # The token that minted this one (None when issued locally): it bounds this one's lifetime
+    # and revoking it revokes this one.
+    parent: str | None = None
 
 
 @dataclass(slots=True)
@@ -126,3 +129,6 @@ class CounterDelta:
     kind: CounterKind
     period: str
     delta: float
+    # Added only if the counter stays at or below this; otherwise the store refuses the whole
+    # changeset (check and count in one step, so concurrent requests cannot pass a quota).
+    ceiling: float | None = None

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future
 
-from gpunas_scheduler.service.ports import Changeset, LeadershipLost
+from gpunas_scheduler.service.ports import CeilingExceeded, Changeset, LeadershipLost
 from gpunas_scheduler.service.records import (
     CounterKind,
     EventRecord,
@@ -36,6 +36,7 @@ class MemoryStore:
         self._events: dict[str, list[EventRecord]] = {}
         self._tenant_events: list[TenantEventRecord] = []
         self._counters: dict[tuple[str, str, str], float] = {}
+        self._lease: tuple[str, float] | None = None  # holder, valid until
         self._fairshare: dict[str, FairshareRecord] = {}
         self._seq = 0
         self._term = 0
@@ -67,6 +68,10 @@ class MemoryStore:
             for job, expected in ch.jobs:
                 if expected == 0 and job.id in self._jobs:
                     raise KeyError(f"duplicate job id {job.id}")
+            for c in ch.counters:
+                key = (c.tenant, str(c.kind), c.period)
+                if c.ceiling is not None and self._counters.get(key, 0.0) + c.delta > c.ceiling:
+                    raise CeilingExceeded(f"{c.kind} of {c.tenant} for {c.period} would pass {c.ceiling}")
             conflicts = {
                 job.id
                 for job, expected in ch.jobs
@@ -201,6 +206,18 @@ class MemoryStore:
         with self._lock:
             self._term += 1
             return self._term
+
+    def acquire_lease(self, holder: str, now: float, lease_s: float) -> bool:
+        with self._lock:
+            if self._lease is not None and self._lease[0] != holder and self._lease[1] >= now:
+                return False
+            self._lease = (holder, now + lease_s)
+            return True
+
+    def release_lease(self, holder: str) -> None:
+        with self._lock:
+            if self._lease is not None and self._lease[0] == holder:
+                self._lease = None
 
     def count_jobs(self) -> int:
         with self._lock:

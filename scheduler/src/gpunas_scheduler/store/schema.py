@@ -50,6 +50,8 @@ tokens = Table(
     Column("expires_at", Float, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    Column("parent", String(32), nullable=True),
+    Index("ix_tokens_parent", "parent"),
 )
 
 jobs = Table(
@@ -136,4 +138,7 @@ leader_term = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("term", BigInteger, nullable=False),
+    # The leader lease: who leads, and until when unless renewed (see store/leader.py).
+    Column("holder", String(64), nullable=True),
+    Column("lease_until", Float, nullable=True),
 )

@@ -20,14 +20,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from gpunas_scheduler.osthread import name_os_thread
-from gpunas_scheduler.service.ports import Changeset, LeadershipLost
+from gpunas_scheduler.service.ports import CeilingExceeded, Changeset, LeadershipLost, StoreUnavailable
 from gpunas_scheduler.service.records import (
+    CounterDelta,
     CounterKind,
     EventRecord,
     FairshareRecord,
@@ -78,10 +78,6 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
     raise ValueError(f"database_url: unsupported backend {parsed.get_backend_name()!r} (sqlite or postgresql)")
-
-
-def make_lock_engine(url: str) -> Engine:
-    return create_engine(url, poolclass=NullPool)
 
 
 def _dumps(value: Any) -> str:
@@ -185,6 +181,11 @@ class SqlStore:
     def __init__(self, url: str, *, batch_max: int = 1024, gather_s: float = 0.002) -> None:
         self.engine = make_engine(url)
         self._dialect = self.engine.dialect.name
+        dbapi = self.engine.dialect.loaded_dbapi
+        # What a database outage raises: DB-API OperationalError (cannot connect, connection lost,
+        # disk I/O error, locked) and InterfaceError (a connection already closed).
+        self._outage: tuple[type[BaseException], ...] = (dbapi.OperationalError, dbapi.InterfaceError)
+        event.listen(self.engine, "handle_error", self._raise_unavailable)
         self._batch_max = batch_max
         self._gather_s = gather_s
         self._sql_jobs: str | None = None
@@ -266,6 +267,21 @@ class SqlStore:
         finally:
             conn.close()
 
+    def _unavailable(self, exc: BaseException) -> BaseException:
+        """``exc`` as :class:`StoreUnavailable` if it is an outage, else unchanged. sqlite3 raises
+        OperationalError for a missing table or bad SQL too (SQLITE_ERROR): that is no outage."""
+        if isinstance(exc, self._outage) and getattr(exc, "sqlite_errorname", None) != "SQLITE_ERROR":
+            unavailable = StoreUnavailable(f"database unavailable: {exc}")
+            unavailable.__cause__ = exc
+            return unavailable
+        return exc
+
+    def _raise_unavailable(self, context: Any) -> None:
+        # SQLAlchemy's handle_error hook: raising here replaces the error it would raise.
+        unavailable = self._unavailable(context.original_exception)
+        if isinstance(unavailable, StoreUnavailable):
+            raise unavailable
+
     def _insert_sql(self, table: Any, columns: list[str]) -> str:
         mark = "?" if self._dialect == "sqlite" else "%s"
         quoted = ", ".join(self.engine.dialect.identifier_preparer.quote(c) for c in columns)
@@ -294,8 +310,9 @@ class SqlStore:
             log.exception("group commit of %d jobs failed", len(items))
             with contextlib.suppress(Exception):
                 raw.rollback()
+            failure = self._unavailable(exc)
             for i in items:
-                i.future.set_exception(exc)
+                i.future.set_exception(failure)
             return
         for i in items:
             i.future.set_result(None)
@@ -314,6 +331,24 @@ class SqlStore:
             return postgresql.insert(table)
         return sqlite.insert(table)
 
+    def _add_within_ceiling(self, conn: Connection, c: CounterDelta, ceiling: float) -> None:
+        """One conditional upsert: the row lock it takes makes check and count atomic, also
+        between servers sharing a PostgreSQL database."""
+        refused = CeilingExceeded(f"{c.kind} of {c.tenant} for {c.period} would pass {ceiling}")
+        if c.delta > ceiling:
+            raise refused
+        value = t.usage_counters.c.value
+        stmt = self._insert_for(t.usage_counters).values(
+            tenant=c.tenant, kind=str(c.kind), period=c.period, value=c.delta
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["tenant", "kind", "period"],
+            set_={"value": value + stmt.excluded.value},
+            where=value + stmt.excluded.value <= ceiling,
+        ).returning(value)
+        if conn.execute(stmt).first() is None:
+            raise refused
+
     def _upsert(self, conn: Connection, table: Any, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
         if not rows:
             return
@@ -328,6 +363,9 @@ class SqlStore:
             fenced = update(term).where(term.c.id == 1, term.c.term == ch.term).values(term=ch.term)
             if conn.execute(fenced).rowcount != 1:
                 raise LeadershipLost(f"leadership term {ch.term} is over")
+        for c in ch.counters:
+            if c.ceiling is not None:
+                self._add_within_ceiling(conn, c, c.ceiling)
         self._upsert(
             conn,
             t.tenants,
@@ -361,6 +399,7 @@ class SqlStore:
                     "expires_at": x.expires_at,
                     "created_at": x.created_at,
                     "revoked_at": x.revoked_at,
+                    "parent": x.parent,
                 }
                 for x in ch.tokens
             ],
@@ -412,9 +451,13 @@ class SqlStore:
             )
             merged: dict[tuple[str, str, str], float] = {}
             for c in ch.counters:
+                if c.ceiling is not None:
+                    continue
                 key = (c.tenant, str(c.kind), c.period)
                 merged[key] = merged.get(key, 0.0) + c.delta
-            conn.execute(stmt, [{"tenant": k[0], "kind": k[1], "period": k[2], "value": v} for k, v in merged.items()])
+            if merged:
+                rows = [{"tenant": k[0], "kind": k[1], "period": k[2], "value": v} for k, v in merged.items()]
+                conn.execute(stmt, rows)
         self._upsert(
             conn,
             t.fairshare_usage,
@@ -544,6 +587,7 @@ class SqlStore:
             expires_at=r.expires_at,
             created_at=r.created_at,
             revoked_at=r.revoked_at,
+            parent=r.parent,
         )
 
     def get_token(self, token_id: str) -> TokenRecord | None:
@@ -605,6 +649,21 @@ class SqlStore:
         with self.engine.begin() as conn:
             conn.execute(update(term).where(term.c.id == 1).values(term=term.c.term + 1))
             return int(conn.execute(select(term.c.term).where(term.c.id == 1)).scalar_one())
+
+    def acquire_lease(self, holder: str, now: float, lease_s: float) -> bool:
+        term = t.leader_term
+        free = or_(term.c.holder.is_(None), term.c.holder == holder, term.c.lease_until < now)
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                update(term).where(term.c.id == 1, free).values(holder=holder, lease_until=now + lease_s)
+            )
+            return taken.rowcount == 1
+
+    def release_lease(self, holder: str) -> None:
+        term = t.leader_term
+        with self.engine.begin() as conn:
+            mine = update(term).where(term.c.id == 1, term.c.holder == holder)
+            conn.execute(mine.values(holder=None, lease_until=None))
 
     def count_jobs(self) -> int:
         with self.engine.connect() as conn:
