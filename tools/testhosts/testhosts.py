@@ -605,6 +605,10 @@ def cmd_down(args: argparse.Namespace) -> None:
     state = Path(args.state_dir)
     names = args.names or ([p.name for p in state.iterdir() if p.is_dir()] if state.exists() else [])
     for name in names:
+        console = state / name / "console.log"
+        if args.keep_console and console.exists():
+            Path(args.keep_console).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(console, Path(args.keep_console) / f"{name}.console.log")
         stop_vm(state / name)
 
 
@@ -625,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_up)
     p = sub.add_parser("down", help="stop VMs and delete their overlays and disks")
     p.add_argument("--state-dir", required=True)
+    p.add_argument("--keep-console", metavar="DIR", help="copy each VM's serial console log into DIR first")
     p.add_argument("names", nargs="*")
     p.set_defaults(func=cmd_down)
     args = parser.parse_args(argv)
