@@ -19,10 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-from bench_submit import BODY, free_port, pct, setup
+from bench_submit import BODY, free_port, pct, setup, wait_ready
 
 
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -54,16 +53,8 @@ def main() -> int:
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - child's log for the whole run
     proc = subprocess.Popen([exe, "serve", "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/readyz", timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    print((workdir / "server.log").read_text())
-                    return 2
-                time.sleep(0.1)
+        if not wait_ready(proc, port, workdir):
+            return 2
         env = {**os.environ, "GPUNAS_URL": url, "GPUNAS_TOKEN": token}
         cli = [exe, "jobs", "submit", "--gpus", "1", "--gpu-memory-mib", "20000", "--cpu-milli", "4000"]
         cli += ["--memory-mib", "16384", "nvcr.io/nvidia/pytorch:24.05-py3", "python", "train.py"]

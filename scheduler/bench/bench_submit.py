@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import uvloop
@@ -47,6 +48,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int, workdir: Path, timeout_s: float = 30.0) -> bool:
+    """Wait until the server under test answers /readyz; print its log and say False if it exited
+    or took longer than ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
+                return True
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                print((workdir / "server.log").read_text())
+                return False
+            time.sleep(0.1)
 
 
 def setup(workdir: Path, port: int, interval: float) -> tuple[Path, str]:
@@ -219,16 +235,8 @@ def main() -> int:
     log = open(workdir / "server.log", "wb")  # noqa: SIM115 - child's log for the whole run
     proc = subprocess.Popen([exe, "serve", "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    print((workdir / "server.log").read_text())
-                    return 2
-                time.sleep(0.1)
+        if not wait_ready(proc, port, workdir):
+            return 2
         print(f"server pid {proc.pid}, database {workdir / 'bench.db'} (WAL, synchronous=FULL), cpus {os.cpu_count()}")
         print(f"scheduling loop interval {args.schedule_interval}s (it runs during the benchmark)")
         print(f"load average before: {os.getloadavg()[0]:.2f} (other work on this machine skews the numbers)")
