@@ -370,6 +370,12 @@ def cold_boot() -> bool:
     return os.environ.get("GPUNAS_VM_COLD_BOOT") == "1"
 
 
+def create_overlay(backing: Path, overlay: Path) -> None:
+    """A throw-away qcow2 over ``backing``, which stays as it is."""
+    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", "qcow2", str(overlay)],
+        f"creating {overlay.name} over {backing}")
+
+
 def blank_disks(spec: dict, vm: Path) -> list[tuple[int, Path]]:
     disks = []
     for index in range(int(spec.get("disks", 0))):
@@ -415,8 +421,7 @@ def saved_state(image: Path, spec: dict) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f"{saved.name}.", dir=image))
         try:
             disk = tmp / "booted.qcow2"
-            run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(image / "base.qcow2"), "-F", "qcow2",
-                 str(disk)], "creating the saved VM's disk")
+            create_overlay(image / "base.qcow2", disk)
             config = boot_vm(image, {"name": "saved", **shape}, tmp, disk, incoming=None)
             wait_for_ssh(image, config, tmp)
             run([*ssh_base(image, config["port"]), "sync && echo 3 >/proc/sys/vm/drop_caches"],
@@ -487,9 +492,9 @@ def plug_disks(vm: Path, disks: list[tuple[int, Path]]) -> None:
         qmp.close()
 
 
-def start_vm(image: Path, spec: dict, state: Path) -> tuple[dict, int]:
+def start_vm(image: Path, spec: dict, state: Path) -> tuple[dict, int | None]:
     """Start one VM on a fresh overlay with its blank disks; return molecule's instance config and
-    the number of hot-plugged disks to wait for (0 after a cold boot).
+    the number of hot-plugged disks to wait for (``None`` after a cold boot, which attaches them).
 
     The VM starts from the saved state of its machine shape (``saved_state``) and gets its blank
     disks hot-plugged; with GPUNAS_VM_COLD_BOOT=1 it boots its kernel instead, disks attached from
@@ -502,20 +507,21 @@ def start_vm(image: Path, spec: dict, state: Path) -> tuple[dict, int]:
     overlay = vm / "root.qcow2"
     saved = None if cold_boot() else saved_state(image, spec)
     backing = saved / "booted.qcow2" if saved else image / "base.qcow2"
-    run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(backing), "-F", "qcow2", str(overlay)],
-        "creating the VM overlay")
+    create_overlay(backing, overlay)
     disks = blank_disks(spec, vm)
     if not saved:
-        return boot_vm(image, spec, vm, overlay, incoming=None, disks=disks), 0
+        return boot_vm(image, spec, vm, overlay, incoming=None, disks=disks), None
     config = boot_vm(image, spec, vm, overlay, incoming=saved / "state")
     plug_disks(vm, disks)
     return config, len(disks)
 
 
-def wait_for_ssh(image: Path, config: dict, vm: Path, plugged: int = 0, restored: bool = False) -> None:
-    """Wait until the VM answers SSH with systemd up. A VM loaded from a saved state also gets the
-    controller's clock (its own stopped when the state was saved) and its hot-plugged disks."""
+def wait_for_ssh(image: Path, config: dict, vm: Path, plugged: int | None = None) -> None:
+    """Wait until the VM answers SSH with systemd up. A VM loaded from a saved state (``plugged``:
+    the number of disks hot-plugged into it) also gets the controller's clock (its own stopped when
+    the state was saved) and waits for those disks."""
     deadline = time.monotonic() + VM_BOOT_TIMEOUT
+    restored = plugged is not None
     ready = "systemctl is-system-running --wait >/dev/null; true"
     if restored:
         disks = " ".join(f"/dev/disk/by-id/virtio-disk{i}" for i in range(plugged))
@@ -583,9 +589,8 @@ def cmd_up(args: argparse.Namespace) -> None:
     def up(spec: dict) -> dict:
         started = time.monotonic()
         config, plugged = start_vm(image, spec, state)
-        restored = not cold_boot()
-        wait_for_ssh(image, config, state / spec["name"], plugged, restored)
-        how = f"from saved state, {plugged} disks hot-plugged" if restored else "booted"
+        wait_for_ssh(image, config, state / spec["name"], plugged)
+        how = "booted" if plugged is None else f"from saved state, {plugged} disks hot-plugged"
         log(f"VM {spec['name']} answers over SSH {time.monotonic() - started:.1f} s after start ({how})")
         return config
 
