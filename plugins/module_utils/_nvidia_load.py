@@ -61,13 +61,13 @@ def classify_load_failure(modprobe_stderr, kernel_log, gpu_present):
     error = modprobe_stderr.strip() or 'modprobe printed nothing'
     both = f'{modprobe_stderr}\n{kernel_log}'
 
+    lines = driver_lines(kernel_log, limit=None)
+
     def outcome(status, reason, pattern=None):
-        lines = driver_lines(kernel_log)
-        if pattern:
-            decisive = [line for line in driver_lines(kernel_log, limit=None) if pattern.search(line)]
-            room = max(0, 8 - len(decisive))
-            lines = decisive + ([line for line in lines if line not in decisive][-room:] if room else [])
-        context = f' Kernel log: {" / ".join(lines)}' if lines and status != NO_GPU else ''
+        decisive = [line for line in lines if pattern.search(line)] if pattern else []
+        room = max(0, 8 - len(decisive))
+        shown = decisive + ([line for line in lines if line not in decisive][-room:] if room else [])
+        context = f' Kernel log: {" / ".join(shown)}' if shown and status != NO_GPU else ''
         return {'status': status, 'reason': reason + context}
 
     if _SIGNATURE.search(both):
