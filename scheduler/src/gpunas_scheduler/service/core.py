@@ -188,11 +188,10 @@ class SchedulerService:
         """No ``..`` in a source or target, and every source on one of the tenant's NAS paths."""
         allowed = self.settings.tenant_nas_paths.get(tenant, ())
         for i, mount in enumerate(mounts):
-            source, target = str(mount["source"]), str(mount["target"])
-            if ".." in target.split("/"):
-                raise InvalidInput(f"mounts.{i}.target: must not contain '..'", field=f"mounts.{i}.target")
-            if ".." in source.split("/"):
-                raise InvalidInput(f"mounts.{i}.source: must not contain '..'", field=f"mounts.{i}.source")
+            for key in ("target", "source"):
+                if ".." in str(mount[key]).split("/"):
+                    raise InvalidInput(f"mounts.{i}.{key}: must not contain '..'", field=f"mounts.{i}.{key}")
+            source = str(mount["source"])
             if not allowed:
                 raise InvalidInput(
                     f"mounts.{i}.source: tenant {tenant!r} has no NAS paths to mount", field=f"mounts.{i}.source"
